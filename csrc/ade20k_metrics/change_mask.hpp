@@ -1,0 +1,101 @@
+// Where a label map changes value: bit j of change_mask64(x) is set when
+// x[j] != x[j-1], for j in 0..63 (x[-1] must be readable).
+//
+// Real label maps are long runs of one value, so most 64-pixel blocks give 0
+// and are skipped whole.  A portable version always exists; an AVX2 one is
+// compiled alongside it with a function-level target attribute and chosen at
+// run time, so a wheel built for the baseline CPU still uses AVX2 where the
+// CPU has it.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define AM_HAVE_AVX2_DISPATCH 1
+#include <immintrin.h>
+#else
+#define AM_HAVE_AVX2_DISPATCH 0
+#endif
+
+namespace am {
+
+struct PortableMask {
+    template <class T>
+    static inline uint64_t change_mask64(const T* x) {
+        uint64_t m = 0;
+        for (int j = 0; j < 64; ++j) m |= static_cast<uint64_t>(x[j] != x[j - 1]) << j;
+        return m;
+    }
+};
+
+#if AM_HAVE_AVX2_DISPATCH
+#define AM_AVX2 __attribute__((target("avx2,bmi,popcnt")))
+
+namespace avx2_detail {
+
+AM_AVX2 inline __m256i load(const void* p) {
+    return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+// 32 lanes of `bits` bits each -> one bit per lane where x differs from x shifted by one.
+AM_AVX2 inline uint32_t neq32_u8(const uint8_t* x) {
+    const __m256i eq = _mm256_cmpeq_epi8(load(x), load(x - 1));
+    return ~static_cast<uint32_t>(_mm256_movemask_epi8(eq));
+}
+
+AM_AVX2 inline uint32_t neq32_u16(const uint16_t* x) {
+    const __m256i a = _mm256_cmpeq_epi16(load(x), load(x - 1));
+    const __m256i b = _mm256_cmpeq_epi16(load(x + 16), load(x + 15));
+    // packs interleaves 128-bit lanes; the permute puts lanes back in order.
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi16(a, b), 0xD8);
+    return ~static_cast<uint32_t>(_mm256_movemask_epi8(packed));
+}
+
+AM_AVX2 inline uint32_t neq8_u32(const uint32_t* x) {
+    const __m256i eq = _mm256_cmpeq_epi32(load(x), load(x - 1));
+    return ~static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(eq))) & 0xFFu;
+}
+
+AM_AVX2 inline uint32_t neq4_u64(const uint64_t* x) {
+    const __m256i eq = _mm256_cmpeq_epi64(load(x), load(x - 1));
+    return ~static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(eq))) & 0xFu;
+}
+
+}  // namespace avx2_detail
+
+struct Avx2Mask {
+    AM_AVX2 static inline uint64_t change_mask64(const uint8_t* x) {
+        using namespace avx2_detail;
+        return static_cast<uint64_t>(neq32_u8(x)) | (static_cast<uint64_t>(neq32_u8(x + 32)) << 32);
+    }
+    AM_AVX2 static inline uint64_t change_mask64(const uint16_t* x) {
+        using namespace avx2_detail;
+        return static_cast<uint64_t>(neq32_u16(x)) | (static_cast<uint64_t>(neq32_u16(x + 32)) << 32);
+    }
+    AM_AVX2 static inline uint64_t change_mask64(const uint32_t* x) {
+        using namespace avx2_detail;
+        uint64_t m = 0;
+        for (int j = 0; j < 8; ++j) m |= static_cast<uint64_t>(neq8_u32(x + 8 * j)) << (8 * j);
+        return m;
+    }
+    AM_AVX2 static inline uint64_t change_mask64(const uint64_t* x) {
+        using namespace avx2_detail;
+        uint64_t m = 0;
+        for (int j = 0; j < 16; ++j) m |= static_cast<uint64_t>(neq4_u64(x + 4 * j)) << (4 * j);
+        return m;
+    }
+};
+
+inline bool cpu_has_avx2() {
+    static const bool has = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+    }();
+    return has;
+}
+#else
+inline bool cpu_has_avx2() { return false; }
+#endif
+
+}  // namespace am

@@ -1,0 +1,308 @@
+// The confusion-matrix kernel: histogram (target, prediction) label pairs.
+//
+// Pure C++17, no Python.  Inputs are raw pointers plus a Geometry (see
+// geometry.hpp); labels are read through their unsigned storage type and
+// coded by labels.hpp into a working table of (K+2) x (K+1) int64 counts.
+//
+// Two ways of counting, chosen per 64-pixel block of a contiguous row:
+//   runs    real label maps are long runs of one (target, pred) pair; a block
+//           where neither map changes costs one vector compare, and each run
+//           adds its length once.
+//   scatter a block with many changes (noise, thin structures) increments one
+//           bin per pixel, spread over several sub-tables so consecutive
+//           increments of the same bin do not wait on each other.
+// Narrow (uint32) per-thread tables are flushed into the int64 table before
+// they can overflow; small inputs count straight into int64 on one thread.
+// Nothing here throws inside a parallel region.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "change_mask.hpp"
+#include "geometry.hpp"
+#include "labels.hpp"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define AM_INLINE inline __attribute__((always_inline))
+#else
+#define AM_INLINE inline
+#endif
+
+namespace am {
+
+struct KernelOptions {
+    int n_threads = 1;
+    // Fewer threads than asked when each would get fewer pixels than this.
+    int64_t min_pixels_per_thread = int64_t(1) << 18;
+    // Inputs below this count straight into the int64 table on one thread:
+    // zeroing and merging narrow tables would cost more than it saves.
+    int64_t direct_below = int64_t(1) << 16;
+    // Narrow counters are flushed after at most this many pixels (< 2^32).
+    int64_t flush_limit = int64_t(1) << 31;
+    // -1: best the CPU has, 0: portable, 1: AVX2 (if present).
+    int isa = -1;
+};
+
+struct KernelResult {
+    int64_t invalid_target = 0;  // pixels with a target label that is no class and not ignored
+    int64_t invalid_pred = 0;    // evaluated pixels with a predicted label that is no class
+    int threads = 1;             // threads the kernel ran on
+};
+
+inline int64_t table_rows(int64_t k) { return k + 2; }
+inline int64_t table_cols(int64_t k) { return k + 1; }
+inline int64_t table_bins(int64_t k) { return table_rows(k) * table_cols(k); }
+
+namespace detail {
+
+// Counter tables of one thread: `subs` sub-tables of `bins` counters each.
+template <class C>
+struct Tables {
+    C* base;
+    int64_t bins;
+    uint32_t sub_mask;  // subs - 1, subs a power of two
+
+    AM_INLINE void add_run(uint32_t bin, int64_t len) { base[bin] += static_cast<C>(len); }
+    AM_INLINE void add_one(uint32_t lane, uint32_t bin) {
+        base[static_cast<int64_t>(lane & sub_mask) * bins + bin] += 1;
+    }
+};
+
+template <class T, class P>
+struct Coders {
+    TargetCoder<T> target;
+    PredCoder<P> pred;
+    uint32_t width;  // table columns
+    AM_INLINE uint32_t bin(T t, P p) const { return target(t) * width + pred(p); }
+};
+
+// Changes in a block above this count are cheaper to scatter than to walk.
+constexpr int kScatterAbove = 12;
+
+template <class T, class P, class C, class Coders>
+AM_INLINE void scatter(const T* t, const P* p, int64_t n, const Coders& code, Tables<C>& tab) {
+    for (int64_t j = 0; j < n; ++j) tab.add_one(static_cast<uint32_t>(j), code.bin(t[j], p[j]));
+}
+
+template <class Mask, class T, class P, class C, class Coders>
+AM_INLINE void count_contiguous(const T* t, const P* p, int64_t n, const Coders& code,
+                                Tables<C>& tab) {
+    if (n <= 0) return;
+    int64_t run_start = 0;
+    T run_t = t[0];
+    P run_p = p[0];
+    int64_t i = 1;
+    for (; i + 64 <= n; i += 64) {
+        uint64_t m = Mask::change_mask64(t + i) | Mask::change_mask64(p + i);
+        if (m == 0) continue;  // the current run goes on through the block
+        if (__builtin_popcountll(m) > kScatterAbove) {
+            tab.add_run(code.bin(run_t, run_p), i - run_start);
+            scatter(t + i, p + i, 64, code, tab);
+            run_start = i + 64;  // a run continuing past the block starts here
+            run_t = t[i + 63];
+            run_p = p[i + 63];
+            continue;
+        }
+        do {
+            const int64_t at = i + __builtin_ctzll(m);
+            tab.add_run(code.bin(run_t, run_p), at - run_start);
+            run_start = at;
+            run_t = t[at];
+            run_p = p[at];
+            m &= m - 1;
+        } while (m != 0);
+    }
+    for (; i < n; ++i) {
+        if (t[i] != run_t || p[i] != run_p) {
+            tab.add_run(code.bin(run_t, run_p), i - run_start);
+            run_start = i;
+            run_t = t[i];
+            run_p = p[i];
+        }
+    }
+    tab.add_run(code.bin(run_t, run_p), n - run_start);
+}
+
+template <class T, class P, class C, class Coders>
+AM_INLINE void count_strided(const char* t, int64_t ts, const char* p, int64_t ps, int64_t n,
+                             const Coders& code, Tables<C>& tab) {
+    for (int64_t j = 0; j < n; ++j) {
+        T tv;
+        P pv;
+        std::memcpy(&tv, t + j * ts, sizeof(T));
+        std::memcpy(&pv, p + j * ps, sizeof(P));
+        tab.add_one(static_cast<uint32_t>(j), code.bin(tv, pv));
+    }
+}
+
+// Count the pairs with flat indices [begin, end) of the simplified geometry.
+template <class Mask, class T, class P, class C>
+AM_INLINE void count_range_impl(const char* t0, const char* p0, const Geometry& g, int64_t begin,
+                                int64_t end, const Coders<T, P>& code, Tables<C>& tab) {
+    const int nd = g.ndim;
+    const int64_t inner = g.inner();
+    const int64_t ts = g.t_stride[nd - 1], ps = g.p_stride[nd - 1];
+    const bool contiguous = ts == static_cast<int64_t>(sizeof(T)) && ps == static_cast<int64_t>(sizeof(P));
+    // Odometer over the outer axes, started at the row holding `begin`.
+    int64_t idx[kMaxDims];
+    int64_t row = begin / inner, col = begin % inner;
+    int64_t t_off = g.t_offset, p_off = g.p_offset;
+    for (int d = nd - 2; d >= 0; --d) {
+        idx[d] = row % g.shape[d];
+        row /= g.shape[d];
+        t_off += idx[d] * g.t_stride[d];
+        p_off += idx[d] * g.p_stride[d];
+    }
+    int64_t pos = begin;
+    while (pos < end) {
+        const int64_t n = std::min(inner - col, end - pos);
+        const char* t = t0 + t_off + col * ts;
+        const char* p = p0 + p_off + col * ps;
+        if (contiguous) {
+            count_contiguous<Mask>(reinterpret_cast<const T*>(t), reinterpret_cast<const P*>(p), n,
+                                   code, tab);
+        } else {
+            count_strided<T, P>(t, ts, p, ps, n, code, tab);
+        }
+        pos += n;
+        col = 0;
+        for (int d = nd - 2; d >= 0; --d) {  // next row
+            t_off += g.t_stride[d];
+            p_off += g.p_stride[d];
+            if (++idx[d] < g.shape[d]) break;
+            t_off -= g.shape[d] * g.t_stride[d];
+            p_off -= g.shape[d] * g.p_stride[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+template <class T, class P, class C>
+void count_range_portable(const char* t0, const char* p0, const Geometry& g, int64_t begin,
+                          int64_t end, const Coders<T, P>& code, Tables<C>& tab) {
+    count_range_impl<PortableMask>(t0, p0, g, begin, end, code, tab);
+}
+
+#if AM_HAVE_AVX2_DISPATCH
+template <class T, class P, class C>
+AM_AVX2 void count_range_avx2(const char* t0, const char* p0, const Geometry& g, int64_t begin,
+                              int64_t end, const Coders<T, P>& code, Tables<C>& tab) {
+    count_range_impl<Avx2Mask>(t0, p0, g, begin, end, code, tab);
+}
+#endif
+
+template <class T, class P, class C>
+using RangeFn = void (*)(const char*, const char*, const Geometry&, int64_t, int64_t,
+                         const Coders<T, P>&, Tables<C>&);
+
+template <class T, class P, class C>
+RangeFn<T, P, C> pick_range_fn(int isa) {
+#if AM_HAVE_AVX2_DISPATCH
+    if (isa != 0 && cpu_has_avx2()) return &count_range_avx2<T, P, C>;
+#endif
+    (void)isa;
+    return &count_range_portable<T, P, C>;
+}
+
+// How many sub-tables a thread scatters into: more break store-to-load
+// chains on repeated bins, but must stay cache-resident.
+inline uint32_t sub_tables_for(int64_t bins) {
+    const int64_t bytes = bins * static_cast<int64_t>(sizeof(uint32_t));
+    if (bytes * 4 <= (int64_t(1) << 20)) return 4;
+    if (bytes * 2 <= (int64_t(1) << 20)) return 2;
+    return 1;
+}
+
+}  // namespace detail
+
+// Add the counts of all (target, pred) pairs described by `g` to `table`
+// ((K+2) x (K+1) int64, see labels.hpp).  `target` and `pred` point at the
+// arrays' data; T and P are the labels' unsigned storage types.
+// May throw std::bad_alloc before any counting starts; never throws after.
+template <class T, class P>
+KernelResult count_pairs(const void* target, const void* pred, const Geometry& g,
+                         const TargetCoding& tc, const PredCoding& pc, const KernelOptions& opt,
+                         int64_t* table) {
+    using namespace detail;
+    KernelResult res;
+    const int64_t k = tc.num_classes;
+    const int64_t bins = table_bins(k);
+    const char* t0 = static_cast<const char*>(target);
+    const char* p0 = static_cast<const char*>(pred);
+    const Coders<T, P> code{TargetCoder<T>(tc), PredCoder<P>(pc), static_cast<uint32_t>(table_cols(k))};
+    const int64_t n = g.pixels;
+    const int64_t mult = g.multiplicity;
+
+    if (n > 0 && n < opt.direct_below && mult == 1) {
+        Tables<int64_t> tab{table, bins, 0};
+        pick_range_fn<T, P, int64_t>(opt.isa)(t0, p0, g, 0, n, code, tab);
+    } else if (n > 0) {
+        int threads = 1;
+#ifdef _OPENMP
+        const int64_t by_size = std::max<int64_t>(1, n / std::max<int64_t>(1, opt.min_pixels_per_thread));
+        threads = static_cast<int>(std::min<int64_t>(std::max(1, opt.n_threads), by_size));
+#endif
+        res.threads = threads;
+        const uint32_t subs = sub_tables_for(bins);
+        const int64_t per_thread = bins * subs;
+        // All allocation happens here, outside the parallel region.
+        std::unique_ptr<uint32_t[]> counters(new uint32_t[static_cast<size_t>(per_thread * threads)]());
+        const int64_t flush_limit = std::max<int64_t>(1, std::min<int64_t>(opt.flush_limit, int64_t(0xFFFFFFFF)));
+        const auto range_fn = pick_range_fn<T, P, uint32_t>(opt.isa);
+
+        auto flush = [&](uint32_t* c) {
+            for (uint32_t s = 1; s < subs; ++s) {  // fold sub-tables into the first
+                uint32_t* other = c + static_cast<int64_t>(s) * bins;
+                for (int64_t b = 0; b < bins; ++b) {
+                    c[b] += other[b];
+                    other[b] = 0;
+                }
+            }
+            // Sub-tables hold at most flush_limit < 2^32 counts together, so no sum wrapped.
+#ifdef _OPENMP
+#pragma omp critical(am_confusion_flush)
+#endif
+            for (int64_t b = 0; b < bins; ++b) table[b] += static_cast<int64_t>(c[b]) * mult;
+            std::memset(c, 0, static_cast<size_t>(bins) * sizeof(uint32_t));
+        };
+
+        // Each member of the team takes an equal share of the flat index range.
+        auto work = [&](int tid, int team) {
+            uint32_t* c = counters.get() + per_thread * tid;
+            Tables<uint32_t> tab{c, bins, subs - 1};
+            const int64_t share = n / team, extra = n % team;
+            const int64_t begin = share * tid + std::min<int64_t>(tid, extra);
+            const int64_t end = begin + share + (tid < extra ? 1 : 0);
+            for (int64_t a = begin; a < end; a += flush_limit) {
+                range_fn(t0, p0, g, a, std::min(end, a + flush_limit), code, tab);
+                flush(c);
+            }
+        };
+#ifdef _OPENMP
+        if (threads > 1) {
+            // The runtime may grant fewer threads than asked; shares follow the team.
+#pragma omp parallel num_threads(threads)
+            work(omp_get_thread_num(), omp_get_num_threads());
+        } else {
+            work(0, 1);
+        }
+#else
+        work(0, 1);
+#endif
+    }
+
+    const int64_t cols = table_cols(k);
+    for (int64_t c = 0; c < cols; ++c) res.invalid_target += table[(k + 1) * cols + c];
+    for (int64_t r = 0; r < k; ++r) res.invalid_pred += table[r * cols + k];
+    return res;
+}
+
+}  // namespace am

@@ -1,0 +1,68 @@
+"""How many threads the kernel may use.
+
+``n_threads=None`` means OpenMP's default team size capped by the CPUs this
+process may actually run on (its affinity mask and, in a container, its cgroup
+CPU quota), so a 2-CPU container on a 64-core host does not start 64 threads.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import os
+from functools import lru_cache
+
+from . import _core
+
+
+def _cgroup_cpu_limit() -> float | None:
+    """CPUs allowed by the cgroup quota (v2 cpu.max or v1 cfs files), if any."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+            quota_us = int(f.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+            period_us = int(f.read())
+        if quota_us > 0 and period_us > 0:
+            return quota_us / period_us
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+@lru_cache(maxsize=None)
+def available_cpus() -> int:
+    """CPUs this process can use: affinity mask, then cgroup quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        cpus = min(cpus, max(1, math.ceil(limit)))
+    return max(1, cpus)
+
+
+@lru_cache(maxsize=None)
+def default_threads() -> int:
+    return max(1, min(_core.omp_max_threads(), available_cpus()))
+
+
+def resolve_threads(n_threads: int | None) -> int:
+    """Check ``n_threads`` at the API boundary; None picks the default."""
+    if n_threads is None:
+        return default_threads()
+    if isinstance(n_threads, bool):
+        raise TypeError("n_threads must be an int or None, got bool")
+    try:
+        n = operator.index(n_threads)
+    except TypeError:
+        raise TypeError(f"n_threads must be an int or None, got {type(n_threads).__name__}") from None
+    if n < 1:
+        raise ValueError(f"n_threads must be >= 1 (or None for the default), got {n}")
+    return min(n, 1024)

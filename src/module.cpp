@@ -1,0 +1,237 @@
+// ade20k_metrics._core: binds the C++ kernel in csrc/ to Python.
+//
+// This file checks what only the buffers can tell, dispatches on each input's
+// dtype, releases the GIL around the kernel and turns errors into Python
+// exceptions.  It does no arithmetic of its own.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ade20k_metrics/confusion.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+struct LabelType {
+    int bytes;
+    bool is_signed;
+};
+
+LabelType label_type(const py::array& a, const char* name) {
+    const py::dtype dt = a.dtype();
+    const char kind = dt.kind();
+    const int bytes = static_cast<int>(dt.itemsize());
+    const bool integer = kind == 'i' || kind == 'u' || kind == 'b';
+    if (!integer || !(bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8)) {
+        throw py::type_error(std::string(name) + " labels must be integers, got dtype " +
+                             py::str(dt).cast<std::string>());
+    }
+    if (!dt.attr("isnative").cast<bool>()) {
+        throw py::value_error(std::string(name) + " has non-native byte order; convert it first");
+    }
+    return {bytes, kind == 'i'};
+}
+
+// Largest unsigned raw value below which labels are classes (see labels.hpp).
+uint64_t class_limit(int64_t k, LabelType lt) {
+    uint64_t limit = static_cast<uint64_t>(k);
+    if (lt.is_signed) limit = std::min<uint64_t>(limit, uint64_t(1) << (8 * lt.bytes - 1));
+    return limit;
+}
+
+uint64_t type_mask(LabelType lt) {
+    return lt.bytes == 8 ? ~uint64_t(0) : (uint64_t(1) << (8 * lt.bytes)) - 1;
+}
+
+// v as the unsigned bit pattern of the label type, if the type can hold v.
+std::optional<uint64_t> bits_in(int64_t v, LabelType lt) {
+    const int bits = 8 * lt.bytes;
+    const uint64_t mask = type_mask(lt);
+    if (lt.is_signed) {
+        if (bits < 64) {
+            const int64_t lo = -(int64_t(1) << (bits - 1)), hi = (int64_t(1) << (bits - 1)) - 1;
+            if (v < lo || v > hi) return std::nullopt;
+        }
+    } else {
+        if (v < 0) return std::nullopt;
+        if (bits < 64 && static_cast<uint64_t>(v) > mask) return std::nullopt;
+    }
+    return static_cast<uint64_t>(v) & mask;
+}
+
+template <class T, class P>
+am::KernelResult run_kernel(const void* t, const void* p, const am::Geometry& g,
+                            const am::TargetCoding& tc, const am::PredCoding& pc,
+                            const am::KernelOptions& opt, int64_t* table) {
+    return am::count_pairs<T, P>(t, p, g, tc, pc, opt, table);
+}
+
+template <class T>
+am::KernelResult dispatch_pred(int pred_bytes, const void* t, const void* p, const am::Geometry& g,
+                               const am::TargetCoding& tc, const am::PredCoding& pc,
+                               const am::KernelOptions& opt, int64_t* table) {
+    switch (pred_bytes) {
+        case 1: return run_kernel<T, uint8_t>(t, p, g, tc, pc, opt, table);
+        case 2: return run_kernel<T, uint16_t>(t, p, g, tc, pc, opt, table);
+        case 4: return run_kernel<T, uint32_t>(t, p, g, tc, pc, opt, table);
+        default: return run_kernel<T, uint64_t>(t, p, g, tc, pc, opt, table);
+    }
+}
+
+am::KernelResult dispatch(int target_bytes, int pred_bytes, const void* t, const void* p,
+                          const am::Geometry& g, const am::TargetCoding& tc,
+                          const am::PredCoding& pc, const am::KernelOptions& opt, int64_t* table) {
+    switch (target_bytes) {
+        case 1: return dispatch_pred<uint8_t>(pred_bytes, t, p, g, tc, pc, opt, table);
+        case 2: return dispatch_pred<uint16_t>(pred_bytes, t, p, g, tc, pc, opt, table);
+        case 4: return dispatch_pred<uint32_t>(pred_bytes, t, p, g, tc, pc, opt, table);
+        default: return dispatch_pred<uint64_t>(pred_bytes, t, p, g, tc, pc, opt, table);
+    }
+}
+
+// Histogram (target, pred) pairs and add them to `out` (K x K int64), or, if
+// any evaluated label is out of range, leave `out` untouched.  Returns
+// (invalid_target, invalid_pred, threads_used).
+py::tuple accumulate(const py::array& target, const py::array& pred, py::array out, int64_t num_classes,
+                     std::optional<int64_t> ignore_index, std::optional<py::array> lut, int64_t lut_lo,
+                     bool reduce_zero_label, int n_threads, int64_t min_pixels_per_thread, int64_t direct_below,
+                     int64_t flush_limit, int isa) {
+    if (num_classes < 1 || num_classes > 65534) {
+        throw py::value_error("num_classes must be in [1, 65534], got " + std::to_string(num_classes));
+    }
+    if (n_threads < 1) throw py::value_error("n_threads must be >= 1, got " + std::to_string(n_threads));
+    const LabelType tt = label_type(target, "target");
+    const LabelType pt = label_type(pred, "pred");
+    if (target.ndim() != pred.ndim()) throw py::value_error("target and pred differ in number of dimensions");
+    for (py::ssize_t d = 0; d < target.ndim(); ++d) {
+        if (target.shape(d) != pred.shape(d)) throw py::value_error("target and pred differ in shape");
+    }
+    const py::dtype out_dt = out.dtype();
+    if (out_dt.kind() != 'i' || out_dt.itemsize() != 8 || !out_dt.attr("isnative").cast<bool>()) {
+        throw py::type_error("out must be a native int64 array");
+    }
+    if (out.ndim() != 2 || out.shape(0) != num_classes || out.shape(1) != num_classes ||
+        !(out.flags() & py::array::c_style) || !out.writeable()) {
+        throw py::value_error("out must be a writeable C-contiguous (num_classes, num_classes) array");
+    }
+
+    am::TargetCoding tc;
+    tc.num_classes = num_classes;
+    tc.limit = class_limit(num_classes, tt);
+    if (ignore_index) {
+        if (auto bits = bits_in(*ignore_index, tt)) {
+            tc.has_ignore = true;
+            tc.ignore_bits = *bits;
+        }
+    }
+    std::vector<int32_t> lut_copy;
+    if (lut) {
+        const py::array& l = *lut;
+        if (l.ndim() != 1 || l.dtype().kind() != 'i' || l.itemsize() != 4 ||
+            !(l.flags() & py::array::c_style)) {
+            throw py::type_error("lut must be a contiguous 1-d int32 array");
+        }
+        const auto size = static_cast<uint64_t>(l.shape(0));
+        if (tt.bytes < 8 && size > (uint64_t(1) << (8 * tt.bytes))) {
+            throw py::value_error("lut is longer than the target dtype's range");
+        }
+        const auto lo = bits_in(lut_lo, tt);
+        if (!lo) throw py::value_error("lut_lo is outside the target dtype's range");
+        const auto* v = static_cast<const int32_t*>(l.data());
+        for (uint64_t j = 0; j < size; ++j) {
+            if (v[j] < 0 || v[j] > num_classes + 1) throw py::value_error("lut values must be in [0, num_classes + 1]");
+        }
+        tc.lut = v;
+        tc.lut_lo_bits = *lo;
+        tc.lut_size = size;
+    }
+    if (reduce_zero_label) {
+        // Label 0 must be in the lookup: lo <= 0 < lo + size, in the type's wrap-around.
+        if (!tc.lut || ((uint64_t(0) - tc.lut_lo_bits) & type_mask(tt)) >= tc.lut_size) {
+            throw py::value_error("reduce_zero_label needs a lut that covers label 0");
+        }
+        tc.reduce_zero_label = true;
+        tc.type_min_bits = tt.is_signed ? (uint64_t(1) << (8 * tt.bytes - 1)) : 0;
+    }
+    am::PredCoding pc;
+    pc.num_classes = num_classes;
+    pc.limit = class_limit(num_classes, pt);
+
+    const int nd = static_cast<int>(target.ndim());
+    if (nd > am::kMaxDims) throw py::value_error("more than 64 dimensions");
+    std::vector<int64_t> shape(static_cast<size_t>(nd)), ts(static_cast<size_t>(nd)), ps(static_cast<size_t>(nd));
+    for (int d = 0; d < nd; ++d) {
+        shape[static_cast<size_t>(d)] = target.shape(d);
+        ts[static_cast<size_t>(d)] = target.strides(d);
+        ps[static_cast<size_t>(d)] = pred.strides(d);
+    }
+    am::Geometry g;
+    am::simplify_geometry(nd, shape.data(), ts.data(), ps.data(), g);
+
+    am::KernelOptions opt;
+    opt.n_threads = n_threads;
+    opt.min_pixels_per_thread = min_pixels_per_thread;
+    opt.direct_below = direct_below;
+    opt.flush_limit = flush_limit;
+    opt.isa = isa;
+
+    std::vector<int64_t> table(static_cast<size_t>(am::table_bins(num_classes)), 0);
+    am::KernelResult res;
+    {
+        py::gil_scoped_release release;
+        res = dispatch(tt.bytes, pt.bytes, target.data(), pred.data(), g, tc, pc, opt, table.data());
+    }
+    if (res.invalid_target == 0 && res.invalid_pred == 0) {
+        // With the GIL held again, so concurrent updates of one matrix do not interleave.
+        auto* o = static_cast<int64_t*>(out.mutable_data());
+        const int64_t cols = am::table_cols(num_classes);
+        for (int64_t r = 0; r < num_classes; ++r) {
+            const int64_t* src = table.data() + r * cols;
+            int64_t* dst = o + r * num_classes;
+            for (int64_t c = 0; c < num_classes; ++c) dst[c] += src[c];
+        }
+    }
+    return py::make_tuple(res.invalid_target, res.invalid_pred, res.threads);
+}
+
+bool openmp_enabled() {
+#ifdef _OPENMP
+    return true;
+#else
+    return false;
+#endif
+}
+
+int omp_max_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+std::string simd() { return am::cpu_has_avx2() ? "avx2" : "portable"; }
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "C++ confusion-matrix kernel (internal; use the ade20k_metrics API)";
+    m.def("accumulate", &accumulate, py::arg("target"), py::arg("pred"), py::arg("out"),
+          py::arg("num_classes"), py::arg("ignore_index"), py::arg("lut") = py::none(),
+          py::arg("lut_lo") = 0, py::arg("reduce_zero_label") = false, py::arg("n_threads") = 1,
+          py::arg("min_pixels_per_thread") = am::KernelOptions{}.min_pixels_per_thread,
+          py::arg("direct_below") = am::KernelOptions{}.direct_below,
+          py::arg("flush_limit") = am::KernelOptions{}.flush_limit, py::arg("isa") = -1,
+          "Add the (target, pred) histogram to out unless a label is invalid; "
+          "returns (invalid_target, invalid_pred, threads_used).");
+    m.def("openmp_enabled", &openmp_enabled, "Whether the kernel was built with OpenMP.");
+    m.def("omp_max_threads", &omp_max_threads, "OpenMP's default team size (1 without OpenMP).");
+    m.def("simd", &simd, "The vector instruction set the kernel uses on this CPU.");
+}
