@@ -69,30 +69,31 @@ std::optional<uint64_t> bits_in(int64_t v, LabelType lt) {
 template <class T, class P>
 am::KernelResult run_kernel(const void* t, const void* p, const am::Geometry& g,
                             const am::TargetCoding& tc, const am::PredCoding& pc,
-                            const am::KernelOptions& opt, int64_t* table) {
-    return am::count_pairs<T, P>(t, p, g, tc, pc, opt, table);
+                            const am::KernelOptions& opt, int64_t* table, int64_t begin, int64_t end) {
+    return am::count_pairs<T, P>(t, p, g, tc, pc, opt, table, begin, end);
 }
 
 template <class T>
 am::KernelResult dispatch_pred(int pred_bytes, const void* t, const void* p, const am::Geometry& g,
                                const am::TargetCoding& tc, const am::PredCoding& pc,
-                               const am::KernelOptions& opt, int64_t* table) {
+                               const am::KernelOptions& opt, int64_t* table, int64_t begin, int64_t end) {
     switch (pred_bytes) {
-        case 1: return run_kernel<T, uint8_t>(t, p, g, tc, pc, opt, table);
-        case 2: return run_kernel<T, uint16_t>(t, p, g, tc, pc, opt, table);
-        case 4: return run_kernel<T, uint32_t>(t, p, g, tc, pc, opt, table);
-        default: return run_kernel<T, uint64_t>(t, p, g, tc, pc, opt, table);
+        case 1: return run_kernel<T, uint8_t>(t, p, g, tc, pc, opt, table, begin, end);
+        case 2: return run_kernel<T, uint16_t>(t, p, g, tc, pc, opt, table, begin, end);
+        case 4: return run_kernel<T, uint32_t>(t, p, g, tc, pc, opt, table, begin, end);
+        default: return run_kernel<T, uint64_t>(t, p, g, tc, pc, opt, table, begin, end);
     }
 }
 
 am::KernelResult dispatch(int target_bytes, int pred_bytes, const void* t, const void* p,
                           const am::Geometry& g, const am::TargetCoding& tc,
-                          const am::PredCoding& pc, const am::KernelOptions& opt, int64_t* table) {
+                          const am::PredCoding& pc, const am::KernelOptions& opt, int64_t* table,
+                          int64_t begin, int64_t end) {
     switch (target_bytes) {
-        case 1: return dispatch_pred<uint8_t>(pred_bytes, t, p, g, tc, pc, opt, table);
-        case 2: return dispatch_pred<uint16_t>(pred_bytes, t, p, g, tc, pc, opt, table);
-        case 4: return dispatch_pred<uint32_t>(pred_bytes, t, p, g, tc, pc, opt, table);
-        default: return dispatch_pred<uint64_t>(pred_bytes, t, p, g, tc, pc, opt, table);
+        case 1: return dispatch_pred<uint8_t>(pred_bytes, t, p, g, tc, pc, opt, table, begin, end);
+        case 2: return dispatch_pred<uint16_t>(pred_bytes, t, p, g, tc, pc, opt, table, begin, end);
+        case 4: return dispatch_pred<uint32_t>(pred_bytes, t, p, g, tc, pc, opt, table, begin, end);
+        default: return dispatch_pred<uint64_t>(pred_bytes, t, p, g, tc, pc, opt, table, begin, end);
     }
 }
 
@@ -102,7 +103,7 @@ am::KernelResult dispatch(int target_bytes, int pred_bytes, const void* t, const
 py::tuple accumulate(const py::array& target, const py::array& pred, py::array out, int64_t num_classes,
                      std::optional<int64_t> ignore_index, std::optional<py::array> lut, int64_t lut_lo,
                      bool reduce_zero_label, int n_threads, int64_t min_pixels_per_thread, int64_t direct_below,
-                     int64_t flush_limit, int isa) {
+                     int64_t flush_limit, int isa, int64_t chunk_pixels) {
     if (num_classes < 1 || num_classes > 65534) {
         throw py::value_error("num_classes must be in [1, 65534], got " + std::to_string(num_classes));
     }
@@ -183,12 +184,23 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     opt.isa = isa;
 
     std::vector<int64_t> table(static_cast<size_t>(am::table_bins(num_classes)), 0);
-    am::KernelResult res;
-    {
-        py::gil_scoped_release release;
-        res = dispatch(tt.bytes, pt.bytes, target.data(), pred.data(), g, tc, pc, opt, table.data());
+    // Large inputs run in chunks with a look for Ctrl-C between them; the
+    // counts only reach `out` once everything has been counted.
+    const int64_t chunk = std::max<int64_t>(1, chunk_pixels) * std::max(1, n_threads);
+    int threads_used = 1;
+    for (int64_t begin = 0; begin < g.pixels; begin += chunk) {
+        const int64_t end = std::min(g.pixels, begin + chunk);
+        {
+            py::gil_scoped_release release;
+            const am::KernelResult res =
+                dispatch(tt.bytes, pt.bytes, target.data(), pred.data(), g, tc, pc, opt, table.data(), begin, end);
+            threads_used = std::max(threads_used, res.threads);
+        }
+        if (end < g.pixels && PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
-    if (res.invalid_target == 0 && res.invalid_pred == 0) {
+    int64_t invalid_target = 0, invalid_pred = 0;
+    am::invalid_counts(table.data(), num_classes, invalid_target, invalid_pred);
+    if (invalid_target == 0 && invalid_pred == 0) {
         // With the GIL held again, so concurrent updates of one matrix do not interleave.
         auto* o = static_cast<int64_t*>(out.mutable_data());
         const int64_t cols = am::table_cols(num_classes);
@@ -198,7 +210,7 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
             for (int64_t c = 0; c < num_classes; ++c) dst[c] += src[c];
         }
     }
-    return py::make_tuple(res.invalid_target, res.invalid_pred, res.threads);
+    return py::make_tuple(invalid_target, invalid_pred, threads_used);
 }
 
 bool openmp_enabled() {
@@ -229,6 +241,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("min_pixels_per_thread") = am::KernelOptions{}.min_pixels_per_thread,
           py::arg("direct_below") = am::KernelOptions{}.direct_below,
           py::arg("flush_limit") = am::KernelOptions{}.flush_limit, py::arg("isa") = -1,
+          py::arg("chunk_pixels") = int64_t(1) << 26,
           "Add the (target, pred) histogram to out unless a label is invalid; "
           "returns (invalid_target, invalid_pred, threads_used).");
     m.def("openmp_enabled", &openmp_enabled, "Whether the kernel was built with OpenMP.");

@@ -16,6 +16,7 @@ from ade20k_metrics.confusion import kernel_options
 PATHS = {
     "default": {},
     "parallel": {"min_pixels_per_thread": 1, "direct_below": 0, "flush_limit": 7},
+    "chunked": {"chunk_pixels": 5, "direct_below": 3},
     "parallel-wide-flush": {"min_pixels_per_thread": 1, "direct_below": 0},
     "direct": {"direct_below": 1 << 40},
     "portable": {"isa": 0, "min_pixels_per_thread": 1, "direct_below": 0},

@@ -52,9 +52,7 @@ struct KernelOptions {
 };
 
 struct KernelResult {
-    int64_t invalid_target = 0;  // pixels with a target label that is no class and not ignored
-    int64_t invalid_pred = 0;    // evaluated pixels with a predicted label that is no class
-    int threads = 1;             // threads the kernel ran on
+    int threads = 1;  // threads the kernel ran on
 };
 
 inline int64_t table_rows(int64_t k) { return k + 2; }
@@ -223,14 +221,16 @@ inline uint32_t sub_tables_for(int64_t bins) {
 
 }  // namespace detail
 
-// Add the counts of all (target, pred) pairs described by `g` to `table`
-// ((K+2) x (K+1) int64, see labels.hpp).  `target` and `pred` point at the
-// arrays' data; T and P are the labels' unsigned storage types.
+// Add the counts of the (target, pred) pairs with flat indices [begin, end)
+// of `g` (end < 0: to the last pair) to `table` ((K+2) x (K+1) int64, see
+// labels.hpp).  `target` and `pred` point at the arrays' data; T and P are the
+// labels' unsigned storage types.  Calling it on consecutive ranges gives the
+// same table as one call, which lets a caller stop between ranges.
 // May throw std::bad_alloc before any counting starts; never throws after.
 template <class T, class P>
 KernelResult count_pairs(const void* target, const void* pred, const Geometry& g,
                          const TargetCoding& tc, const PredCoding& pc, const KernelOptions& opt,
-                         int64_t* table) {
+                         int64_t* table, int64_t begin = 0, int64_t end = -1) {
     using namespace detail;
     KernelResult res;
     const int64_t k = tc.num_classes;
@@ -238,12 +238,14 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
     const char* t0 = static_cast<const char*>(target);
     const char* p0 = static_cast<const char*>(pred);
     const Coders<T, P> code{TargetCoder<T>(tc), PredCoder<P>(pc), static_cast<uint32_t>(table_cols(k))};
-    const int64_t n = g.pixels;
+    if (end < 0 || end > g.pixels) end = g.pixels;
+    begin = std::max<int64_t>(0, std::min(begin, end));
+    const int64_t n = end - begin;
     const int64_t mult = g.multiplicity;
 
     if (n > 0 && n < opt.direct_below && mult == 1) {
         Tables<int64_t> tab{table, bins, 0};
-        pick_range_fn<T, P, int64_t>(opt.isa)(t0, p0, g, 0, n, code, tab);
+        pick_range_fn<T, P, int64_t>(opt.isa)(t0, p0, g, begin, end, code, tab);
     } else if (n > 0) {
         int threads = 1;
 #ifdef _OPENMP
@@ -279,10 +281,10 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
             uint32_t* c = counters.get() + per_thread * tid;
             Tables<uint32_t> tab{c, bins, subs - 1};
             const int64_t share = n / team, extra = n % team;
-            const int64_t begin = share * tid + std::min<int64_t>(tid, extra);
-            const int64_t end = begin + share + (tid < extra ? 1 : 0);
-            for (int64_t a = begin; a < end; a += flush_limit) {
-                range_fn(t0, p0, g, a, std::min(end, a + flush_limit), code, tab);
+            const int64_t first = begin + share * tid + std::min<int64_t>(tid, extra);
+            const int64_t last = first + share + (tid < extra ? 1 : 0);
+            for (int64_t a = first; a < last; a += flush_limit) {
+                range_fn(t0, p0, g, a, std::min(last, a + flush_limit), code, tab);
                 flush(c);
             }
         };
@@ -299,10 +301,17 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
 #endif
     }
 
-    const int64_t cols = table_cols(k);
-    for (int64_t c = 0; c < cols; ++c) res.invalid_target += table[(k + 1) * cols + c];
-    for (int64_t r = 0; r < k; ++r) res.invalid_pred += table[r * cols + k];
     return res;
+}
+
+// Pixels counted so far with an invalid target (row K+1) or, among evaluated
+// pixels, an invalid prediction (column K).
+inline void invalid_counts(const int64_t* table, int64_t k, int64_t& invalid_target, int64_t& invalid_pred) {
+    const int64_t cols = table_cols(k);
+    invalid_target = 0;
+    invalid_pred = 0;
+    for (int64_t c = 0; c < cols; ++c) invalid_target += table[(k + 1) * cols + c];
+    for (int64_t r = 0; r < k; ++r) invalid_pred += table[r * cols + k];
 }
 
 }  // namespace am

@@ -21,12 +21,12 @@ _KERNEL_OPTIONS: dict[str, int] = {}
 
 @contextlib.contextmanager
 def kernel_options(**options: int):
-    """Temporarily override kernel tuning: min_pixels_per_thread, direct_below, flush_limit, isa.
+    """Temporarily override kernel tuning: min_pixels_per_thread, direct_below, flush_limit, isa, chunk_pixels.
 
     For tests and benchmarks (forcing the parallel path, frequent counter
     flushes, the portable code); results never depend on these.
     """
-    allowed = {"min_pixels_per_thread", "direct_below", "flush_limit", "isa"}
+    allowed = {"min_pixels_per_thread", "direct_below", "flush_limit", "isa", "chunk_pixels"}
     unknown = set(options) - allowed
     if unknown:
         raise TypeError(f"unknown kernel options {sorted(unknown)}; allowed: {sorted(allowed)}")
