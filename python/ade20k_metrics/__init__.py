@@ -10,19 +10,26 @@ from __future__ import annotations
 from . import _core, reference
 from ._threads import default_threads
 from .confusion import ConfusionMatrix, confusion_matrix
-from .metrics import Metrics, compute_metrics
+from .metrics import CONVENTIONS, Metrics, compute_metrics, explain
+from . import compat, stats
+from .stats import ImageStats
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CONVENTIONS",
     "ConfusionMatrix",
+    "ImageStats",
     "Metrics",
+    "compat",
     "compute_metrics",
     "confusion_matrix",
     "default_threads",
+    "explain",
     "openmp_enabled",
     "reference",
     "simd",
+    "stats",
 ]
 
 

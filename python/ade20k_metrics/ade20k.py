@@ -94,3 +94,44 @@ def simulate_prediction(annotation: np.ndarray, seed: int = 0) -> np.ndarray:
     if other.any():
         pred[other] = int(present[0]) if present.size else 1
     return pred.astype(np.uint8)
+
+
+# The 75 classes with the largest pixel ratio are "frequent", the other 75 "rare":
+# in classes150.csv the 75th has ratio 0.0011 and the 76th 0.0010, so the split is unambiguous.
+FREQUENT_CLASSES = 75
+
+
+def class_groups(n_frequent: int = FREQUENT_CLASSES) -> dict[str, np.ndarray]:
+    """Boolean (150,) masks by train id: the devkit's 35 "stuff" and 115 "things", and the
+    ``n_frequent`` classes with the most pixels ("frequent") against the rest ("rare")."""
+    if isinstance(n_frequent, bool) or not isinstance(n_frequent, int):
+        raise TypeError(f"n_frequent must be an int, got {type(n_frequent).__name__}")
+    if not 0 < n_frequent < NUM_CLASSES:
+        raise ValueError(f"n_frequent must be in [1, {NUM_CLASSES - 1}], got {n_frequent}")
+    table = classes()
+    by_pixels = np.argsort(-table.pixel_ratio, kind="stable")
+    frequent = np.zeros(NUM_CLASSES, dtype=bool)
+    frequent[by_pixels[:n_frequent]] = True
+    return {"stuff": table.stuff.copy(), "things": ~table.stuff, "frequent": frequent, "rare": ~frequent}
+
+
+def summary(metrics, *, n_frequent: int = FREQUENT_CLASSES) -> dict:
+    """ADE20K report of a 150-class ``Metrics``: overall mIoU next to mIoU over class groups.
+
+    Keys: convention, miou, miou_stuff, miou_things, miou_frequent, miou_rare,
+    aacc, score.  Each group mIoU averages the group's classes under the
+    metrics' own convention (``Metrics.group_miou``).
+    """
+    from .metrics import Metrics
+
+    if not isinstance(metrics, Metrics):
+        raise TypeError(f"summary needs a Metrics (e.g. cm.compute()), got {type(metrics).__name__}")
+    if metrics.num_classes != NUM_CLASSES:
+        raise ValueError(f"ADE20K has {NUM_CLASSES} classes, these metrics have {metrics.num_classes}")
+    groups = class_groups(n_frequent)
+    out = {"convention": metrics.convention, "miou": metrics.miou}
+    for name in ("stuff", "things", "frequent", "rare"):
+        out[f"miou_{name}"] = metrics.group_miou(groups[name])
+    out["aacc"] = metrics.aacc
+    out["score"] = metrics.score
+    return out

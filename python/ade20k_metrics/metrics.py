@@ -1,17 +1,163 @@
-"""Metrics from a confusion matrix."""
+"""Metrics from a confusion matrix, under each established convention.
+
+Every convention starts from the same dataset-level counts: the confusion
+matrix summed over all images (rows = ground truth, columns = prediction).
+For class k: tp = M[k, k], fp = column sum - tp, fn = row sum - tp, and
+
+    IoU = tp / (tp + fp + fn)      Acc = recall = tp / (tp + fn)
+    precision = tp / (tp + fp)     Dice = 2 tp / (2 tp + fp + fn)
+    F-beta = (1 + b^2) tp / ((1 + b^2) tp + b^2 fn + fp)
+
+The tools disagree only on classes where a ratio is 0/0 or that they leave out
+of the mean.  A class is *absent* if nobody saw it (no ground truth, no
+prediction) and *predicted-only* if the model predicted it but the ground truth
+never contains it.
+
+``mmseg`` (default; also HF evaluate ``mean_iou`` and torchmetrics'
+    MulticlassJaccardIndex(average="macro") for IoU).  Every 0/0 is NaN and
+    means are NaN-means.  An absent class is left out; a predicted-only class
+    has IoU 0 (counted) and Acc NaN (left out).  mmseg quirk reproduced: its
+    F-score is computed from precision and recall, so a class with tp = 0 has
+    F-score NaN (0/0) and drops out of mFscore, while its Dice is 0.
+``torchmetrics`` (MulticlassJaccardIndex / MulticlassAccuracy / ... with
+    average="macro").  Classes with tp + fp + fn = 0 are left out; in every
+    other class a 0/0 counts as 0, so a predicted-only class has IoU 0 *and*
+    Acc 0.
+``detectron2`` (SemSegEvaluator).  Only classes present in the ground truth are
+    averaged, so a predicted-only class does not lower mIoU or mAcc.  fwIoU
+    weights each class's IoU by its share of ground-truth pixels.  detectron2
+    reports only mIoU, fwIoU, mACC and pACC; precision, Dice and F-score here
+    follow its class set, with 0/0 counted as 0.
+``csail`` (the official ADE20K devkit).  IoU = I / (U + 1e-10), averaged over
+    all K classes, so absent and predicted-only classes both count as 0.  The
+    devkit reports only IoU and pixel accuracy; the other per-class metrics
+    here also average over all K classes with 0/0 counted as 0.
+
+Worked example (K = 4).  Class 0: 4 ground-truth pixels, 3 predicted right and
+1 predicted as class 2.  Class 1: 3 pixels, 2 right and 1 predicted as 0.
+Class 2 is predicted-only; class 3 is absent::
+
+    M = [[3, 0, 1, 0],        IoU0 = 3 / (4 + 4 - 3) = 3/5
+         [1, 2, 0, 0],        IoU1 = 2 / (3 + 2 - 2) = 2/3
+         [0, 0, 0, 0],        IoU2 = 0 / 1 = 0,  IoU3 = 0/0
+         [0, 0, 0, 0]]
+
+    convention    classes averaged   mIoU                         mAcc
+    mmseg         0, 1, 2            (3/5 + 2/3 + 0) / 3 = 0.4222  (3/4 + 2/3) / 2     = 0.7083
+    torchmetrics  0, 1, 2            (3/5 + 2/3 + 0) / 3 = 0.4222  (3/4 + 2/3 + 0) / 3 = 0.4722
+    detectron2    0, 1               (3/5 + 2/3) / 2     = 0.6333  (3/4 + 2/3) / 2     = 0.7083
+    csail         0, 1, 2, 3         (3/5 + 2/3) / 4     = 0.3167  (3/4 + 2/3) / 4     = 0.3542
+
+Pixel accuracy (aAcc = 5/7) is the same everywhere.  An empty matrix (no
+evaluated pixel) gives NaN for every mean under every convention (torchmetrics
+itself returns NaN for Jaccard but 0 for Accuracy there).  ``explain(matrix)``
+prints this analysis for any matrix.
+"""
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-CONVENTIONS = ("mmseg",)
+CONVENTIONS = ("mmseg", "torchmetrics", "detectron2", "csail")
+
+# The devkit's semantic-segmentation-pytorch evaluation divides by union + 1e-10
+# (the MATLAB devkit adds eps per image, a difference below 1e-15 relative).
+CSAIL_EPSILON = 1e-10
 
 
-@dataclass(frozen=True)
+def check_convention(convention) -> str:
+    if not isinstance(convention, str):
+        raise TypeError(f"convention must be a str, got {type(convention).__name__}")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}; choose from {CONVENTIONS}")
+    return convention
+
+
+def _check_beta(beta) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise TypeError(f"beta must be a positive real number, got {type(beta).__name__}")
+    value = float(beta)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"beta must be positive and finite, got {beta!r}")
+    return value
+
+
+def _check_matrix(matrix) -> np.ndarray:
+    m = np.asarray(matrix)
+    if m.dtype.kind not in "iuf":
+        raise TypeError(f"matrix must hold counts (integers or floats), got dtype {m.dtype}")
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"matrix must be square (K, K) with K >= 1, got shape {m.shape}")
+    if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
+        raise ValueError("matrix has NaN or infinite counts")
+    if np.any(m < 0):
+        raise ValueError("matrix has negative counts")
+    return m
+
+
+def _nanmean(x: np.ndarray, axis=None):
+    """NaN-mean that is quietly NaN over an empty or all-NaN selection."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if x.size == 0:
+            return float("nan")
+        return np.nanmean(x, axis=axis)
+
+
+def _divide(num: np.ndarray, den: np.ndarray, zero_by_zero: float) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), zero_by_zero)
+
+
+def counted_classes(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, convention: str) -> np.ndarray:
+    """Which classes a convention averages over (bool, same shape as tp).
+
+    mmseg counts every class but its NaNs drop out of the NaN-means, so for
+    mmseg this mask is all True and the NaNs do the excluding.
+    """
+    if convention == "torchmetrics":
+        return (tp + fp + fn) > 0
+    if convention == "detectron2":
+        return (tp + fn) > 0
+    return np.ones(np.shape(tp), dtype=bool)
+
+
+def per_class_iou(tp, fp, fn, convention: str = "mmseg") -> np.ndarray:
+    """Per-class IoU under a convention; works on (..., K) arrays of counts.
+
+    NaN marks a class the convention leaves out of mIoU, so mIoU is always
+    the NaN-mean of this array over its last axis.
+    """
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    union = tp + fp + fn
+    if convention == "csail":
+        return tp / (union + CSAIL_EPSILON)
+    iou = _divide(tp, union, np.nan)
+    if convention == "detectron2":
+        iou = np.where(counted_classes(tp, fp, fn, convention), iou, np.nan)
+    return iou
+
+
+def miou_from_counts(tp, fp, fn, convention: str = "mmseg"):
+    """mIoU from per-class counts of shape (..., K): a float, or one per leading index."""
+    return _nanmean(per_class_iou(tp, fp, fn, convention), axis=-1)
+
+
+@dataclass(frozen=True, eq=False)
 class Metrics:
-    """Dataset-level metrics; fractions in [0, 1], NaN where undefined under the convention."""
+    """Dataset-level metrics; fractions in [0, 1], NaN where undefined under the convention.
+
+    Per class (K,): ``iou``, ``acc`` (= recall), ``precision``, ``dice``,
+    ``fscore`` (F-beta).  Means: ``miou``, ``macc``, ``mprecision``, ``mrecall``
+    (= ``macc``), ``mdice``, ``mfscore``, each the NaN-mean of its per-class
+    array.  ``aacc`` is overall pixel accuracy, ``fwiou`` the IoU weighted by
+    ground-truth frequency, ``score`` the ADE20K scene-parsing score
+    (aacc + miou) / 2.  ``matrix`` is the confusion matrix they came from.
+    """
 
     convention: str
     iou: np.ndarray = field(repr=False)
@@ -19,38 +165,236 @@ class Metrics:
     miou: float
     macc: float
     aacc: float
+    precision: np.ndarray = field(repr=False, default=None)
+    dice: np.ndarray = field(repr=False, default=None)
+    fscore: np.ndarray = field(repr=False, default=None)
+    mprecision: float = float("nan")
+    mrecall: float = float("nan")
+    mdice: float = float("nan")
+    mfscore: float = float("nan")
+    fwiou: float = float("nan")
+    score: float = float("nan")
+    beta: float = 1.0
+    matrix: np.ndarray = field(repr=False, default=None, compare=False)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.iou.shape[0])
+
+    @property
+    def recall(self) -> np.ndarray:
+        return self.acc
+
+    SCALARS = ("miou", "macc", "aacc", "mprecision", "mrecall", "mdice", "mfscore", "fwiou", "score")
+    PER_CLASS = ("iou", "acc", "precision", "dice", "fscore")
 
     def to_dict(self) -> dict:
-        return {
-            "convention": self.convention,
-            "miou": self.miou,
-            "macc": self.macc,
-            "aacc": self.aacc,
-            "iou": self.iou.tolist(),
-            "acc": self.acc.tolist(),
-        }
+        """A JSON-ready dict: plain floats and lists, with every NaN written as None.
 
+        (JSON has no NaN; None means "undefined under this convention".)
+        """
+        def clean(x: float):
+            x = float(x)
+            return None if math.isnan(x) else x
 
-def _nanmean(x: np.ndarray) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(np.nanmean(x)) if x.size else float("nan")
+        out = {"convention": self.convention, "beta": self.beta, "num_classes": self.num_classes}
+        for name in self.SCALARS:
+            out[name] = clean(getattr(self, name))
+        for name in self.PER_CLASS:
+            out[name] = [clean(v) for v in getattr(self, name)]
+        return out
+
+    def group_miou(self, mask) -> float:
+        """mIoU over a subset of classes (bool mask or class indices), same convention.
+
+        NaN if the convention leaves out every class of the group.
+        """
+        selected = np.asarray(mask)
+        if selected.dtype == bool:
+            if selected.shape != self.iou.shape:
+                raise ValueError(f"boolean mask must have shape {self.iou.shape}, got {selected.shape}")
+            values = self.iou[selected]
+        elif selected.dtype.kind in "iu":
+            if selected.size and (selected.min() < 0 or selected.max() >= self.num_classes):
+                raise ValueError(f"class indices must be in [0, {self.num_classes})")
+            values = self.iou[selected]
+        else:
+            raise TypeError(f"mask must be booleans or class indices, got dtype {selected.dtype}")
+        return float(_nanmean(values))
+
+    def table(self, names=None, *, digits: int = 4) -> str:
+        """A per-class table (fractions) with class names and pixel counts.
+
+        ``names`` defaults to the ADE20K class names when there are 150 classes,
+        else to the class indices.  "-" marks a value that is NaN (left out
+        under this convention).
+        """
+        k = self.num_classes
+        if names is None:
+            if k == 150:
+                from .ade20k import class_names
+                names = class_names()
+            else:
+                names = [str(i) for i in range(k)]
+        names = [str(n) for n in names]
+        if len(names) != k:
+            raise ValueError(f"names has {len(names)} entries for {k} classes")
+        if self.matrix is not None:
+            m = np.asarray(self.matrix)
+            gt_pixels, pred_pixels = m.sum(axis=1), m.sum(axis=0)
+        else:
+            gt_pixels = pred_pixels = None
+
+        def num(x) -> str:
+            return "-" if math.isnan(float(x)) else f"{float(x):.{digits}f}"
+
+        fname = "F1" if self.beta == 1.0 else f"F{self.beta:g}"
+        header = ["id", "class", "IoU", "Acc", "Precision", "Dice", fname]
+        if gt_pixels is not None:
+            header += ["GT pixels", "pred pixels"]
+        rows = []
+        for i in range(k):
+            row = [str(i), names[i], num(self.iou[i]), num(self.acc[i]), num(self.precision[i]),
+                   num(self.dice[i]), num(self.fscore[i])]
+            if gt_pixels is not None:
+                row += [str(int(gt_pixels[i])), str(int(pred_pixels[i]))]
+            rows.append(row)
+        means = ["", f"mean ({self.convention})", num(self.miou), num(self.macc), num(self.mprecision),
+                 num(self.mdice), num(self.mfscore)]
+        if gt_pixels is not None:
+            means += [str(int(gt_pixels.sum())), str(int(pred_pixels.sum()))]
+        widths = [max(len(r[c]) for r in [header, means, *rows]) for c in range(len(header))]
+
+        def fmt(r):
+            return "  ".join(v.ljust(w) if c == 1 else v.rjust(w) for c, (v, w) in enumerate(zip(r, widths)))
+
+        rule = "-" * len(fmt(header))
+        footer = (f"aAcc {num(self.aacc)}   mIoU {num(self.miou)}   fwIoU {num(self.fwiou)}   "
+                  f"score (aAcc + mIoU)/2 {num(self.score)}")
+        return "\n".join([fmt(header), rule, *map(fmt, rows), rule, fmt(means), footer])
+
+    def __str__(self) -> str:
+        def num(x) -> str:
+            return "nan" if math.isnan(float(x)) else f"{float(x):.4f}"
+
+        return (f"Metrics({self.convention}, K={self.num_classes}): mIoU {num(self.miou)}  mAcc {num(self.macc)}  "
+                f"aAcc {num(self.aacc)}  mDice {num(self.mdice)}  mF{self.beta:g} {num(self.mfscore)}  "
+                f"fwIoU {num(self.fwiou)}  score {num(self.score)}")
 
 
 def compute_metrics(matrix, *, convention: str = "mmseg", beta: float = 1.0) -> Metrics:
-    m = np.asarray(matrix)
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"matrix must be square (K, K), got shape {m.shape}")
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {convention!r}; choose from {CONVENTIONS}")
-    m = m.astype(np.float64)
-    tp = np.diag(m)
-    gt = m.sum(axis=1)
-    pr = m.sum(axis=0)
-    union = gt + pr - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)
-        acc = np.where(gt > 0, tp / gt, np.nan)
+    """All metrics of a (K, K) confusion matrix (rows = ground truth) under a convention.
+
+    ``convention`` is one of ``CONVENTIONS`` (see the module docstring for what
+    each means); ``beta`` weights recall in the F-score (F-beta).
+    """
+    m = _check_matrix(matrix)
+    convention = check_convention(convention)
+    beta = _check_beta(beta)
+    counts = m.astype(np.float64)
+    tp = np.diag(counts).copy()
+    gt = counts.sum(axis=1)
+    pred = counts.sum(axis=0)
+    fp, fn = pred - tp, gt - tp
     total = gt.sum()
-    aacc = float(tp.sum() / total) if total > 0 else float("nan")
-    return Metrics(convention=convention, iou=iou, acc=acc, miou=_nanmean(iou), macc=_nanmean(acc), aacc=aacc)
+
+    # mmseg: 0/0 is NaN and NaN-means drop it; the others: 0/0 is 0 inside the counted class set.
+    zero_by_zero = np.nan if convention == "mmseg" else 0.0
+    counted = counted_classes(tp, fp, fn, convention)
+    b2 = beta * beta
+    iou = per_class_iou(tp, fp, fn, convention)
+    acc = _divide(tp, gt, zero_by_zero)
+    precision = _divide(tp, pred, zero_by_zero)
+    dice = _divide(2 * tp, gt + pred, zero_by_zero)
+    fscore = _divide((1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp, zero_by_zero)
+    if convention == "mmseg":
+        # mmseg's f_score(precision, recall) is 0/0 whenever tp == 0.
+        fscore = np.where(tp > 0, fscore, np.nan)
+    acc, precision, dice, fscore = (np.where(counted, a, np.nan) for a in (acc, precision, dice, fscore))
+
+    if total > 0:
+        aacc = float(tp.sum() / total)
+        present = gt > 0
+        # detectron2's fwIoU: IoU weighted by each class's share of ground-truth pixels.
+        fwiou = float(np.sum(iou[present] * (gt[present] / total)))
+        miou, macc = float(_nanmean(iou)), float(_nanmean(acc))
+        mprecision, mdice, mfscore = (float(_nanmean(a)) for a in (precision, dice, fscore))
+    else:
+        aacc = fwiou = miou = macc = mprecision = mdice = mfscore = float("nan")
+    frozen = m.copy()
+    frozen.flags.writeable = False
+    for a in (iou, acc, precision, dice, fscore):
+        a.flags.writeable = False
+    return Metrics(convention=convention, iou=iou, acc=acc, miou=miou, macc=macc, aacc=aacc,
+                   precision=precision, dice=dice, fscore=fscore, mprecision=mprecision, mrecall=macc,
+                   mdice=mdice, mfscore=mfscore, fwiou=fwiou, score=(aacc + miou) / 2, beta=beta,
+                   matrix=frozen)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why the conventions disagree on one matrix; ``str()`` gives a readable report."""
+
+    num_classes: int
+    absent: tuple[int, ...]           # no ground truth, no prediction
+    predicted_only: tuple[int, ...]   # predicted, never in the ground truth
+    missed: tuple[int, ...]           # in the ground truth, never predicted right (tp = 0)
+    miou: dict                        # convention -> mIoU
+    macc: dict                        # convention -> mAcc
+    names: tuple[str, ...] | None = None
+
+    def _label(self, k: int) -> str:
+        return f"{k} ({self.names[k]})" if self.names is not None else str(k)
+
+    def _list(self, classes) -> str:
+        if not classes:
+            return "none"
+        shown = ", ".join(self._label(k) for k in classes[:12])
+        return shown + (f", ... ({len(classes)} in all)" if len(classes) > 12 else "")
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.num_classes} classes; {len(self.absent)} absent, {len(self.predicted_only)} predicted-only, "
+            f"{len(self.missed)} in the ground truth with no pixel right.",
+            f"  absent (no ground truth, no prediction): {self._list(self.absent)}",
+            f"  predicted-only (predicted, no ground truth): {self._list(self.predicted_only)}",
+            f"  missed (in the ground truth, no pixel right; IoU 0 everywhere): {self._list(self.missed)}",
+            "How each convention treats them, and its mIoU / mAcc:",
+        ]
+        rules = {
+            "mmseg": "absent left out; predicted-only IoU 0 counted, Acc left out",
+            "torchmetrics": "absent left out; predicted-only IoU 0 and Acc 0 counted",
+            "detectron2": "only classes in the ground truth are averaged",
+            "csail": "all classes averaged; absent and predicted-only count as 0",
+        }
+        for name in CONVENTIONS:
+            lines.append(f"  {name:<13}{self.miou[name]:.4f} / {self.macc[name]:.4f}   ({rules[name]})")
+        return "\n".join(lines)
+
+
+def explain(matrix, names=None) -> Explanation:
+    """Which classes make the conventions disagree on this matrix, and mIoU/mAcc under each.
+
+    ``names`` (optional, one per class) labels the classes; for 150 classes the
+    ADE20K names are used by default.
+    """
+    m = _check_matrix(matrix)
+    k = m.shape[0]
+    if names is None and k == 150:
+        from .ade20k import class_names
+        names = class_names()
+    if names is not None:
+        names = tuple(str(n) for n in names)
+        if len(names) != k:
+            raise ValueError(f"names has {len(names)} entries for {k} classes")
+    gt, pred, tp = m.sum(axis=1), m.sum(axis=0), np.diag(m)
+    by_convention = {c: compute_metrics(m, convention=c) for c in CONVENTIONS}
+    return Explanation(
+        num_classes=k,
+        absent=tuple(int(i) for i in np.flatnonzero((gt == 0) & (pred == 0))),
+        predicted_only=tuple(int(i) for i in np.flatnonzero((gt == 0) & (pred > 0))),
+        missed=tuple(int(i) for i in np.flatnonzero((gt > 0) & (tp == 0))),
+        miou={c: r.miou for c, r in by_convention.items()},
+        macc={c: r.macc for c, r in by_convention.items()},
+        names=names,
+    )
