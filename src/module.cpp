@@ -66,36 +66,33 @@ std::optional<uint64_t> bits_in(int64_t v, LabelType lt) {
     return static_cast<uint64_t>(v) & mask;
 }
 
-template <class T, class P>
-am::KernelResult run_kernel(const void* t, const void* p, const am::Geometry& g,
-                            const am::TargetCoding& tc, const am::PredCoding& pc,
-                            const am::KernelOptions& opt, int64_t* table, int64_t begin, int64_t end) {
-    return am::count_pairs<T, P>(t, p, g, tc, pc, opt, table, begin, end);
-}
-
-template <class T>
-am::KernelResult dispatch_pred(int pred_bytes, const void* t, const void* p, const am::Geometry& g,
-                               const am::TargetCoding& tc, const am::PredCoding& pc,
-                               const am::KernelOptions& opt, int64_t* table, int64_t begin, int64_t end) {
+// Calls fn(T{}, P{}) with the unsigned storage types of target and pred.
+template <class T, class Fn>
+auto with_pred_type(int pred_bytes, Fn&& fn) {
     switch (pred_bytes) {
-        case 1: return run_kernel<T, uint8_t>(t, p, g, tc, pc, opt, table, begin, end);
-        case 2: return run_kernel<T, uint16_t>(t, p, g, tc, pc, opt, table, begin, end);
-        case 4: return run_kernel<T, uint32_t>(t, p, g, tc, pc, opt, table, begin, end);
-        default: return run_kernel<T, uint64_t>(t, p, g, tc, pc, opt, table, begin, end);
+        case 1: return fn(T{}, uint8_t{});
+        case 2: return fn(T{}, uint16_t{});
+        case 4: return fn(T{}, uint32_t{});
+        default: return fn(T{}, uint64_t{});
     }
 }
 
-am::KernelResult dispatch(int target_bytes, int pred_bytes, const void* t, const void* p,
-                          const am::Geometry& g, const am::TargetCoding& tc,
-                          const am::PredCoding& pc, const am::KernelOptions& opt, int64_t* table,
-                          int64_t begin, int64_t end) {
+template <class Fn>
+auto with_label_types(int target_bytes, int pred_bytes, Fn&& fn) {
     switch (target_bytes) {
-        case 1: return dispatch_pred<uint8_t>(pred_bytes, t, p, g, tc, pc, opt, table, begin, end);
-        case 2: return dispatch_pred<uint16_t>(pred_bytes, t, p, g, tc, pc, opt, table, begin, end);
-        case 4: return dispatch_pred<uint32_t>(pred_bytes, t, p, g, tc, pc, opt, table, begin, end);
-        default: return dispatch_pred<uint64_t>(pred_bytes, t, p, g, tc, pc, opt, table, begin, end);
+        case 1: return with_pred_type<uint8_t>(pred_bytes, fn);
+        case 2: return with_pred_type<uint16_t>(pred_bytes, fn);
+        case 4: return with_pred_type<uint32_t>(pred_bytes, fn);
+        default: return with_pred_type<uint64_t>(pred_bytes, fn);
     }
 }
+
+// Scratch for small inputs, one per OS thread: a table kept all zeros between
+// calls and a list of touched bins, so a 64 x 64 map costs no K^2 work.
+struct SmallScratch {
+    std::vector<int64_t> table;
+    std::vector<uint32_t> touched;
+};
 
 // Histogram (target, pred) pairs and add them to `out` (K x K int64), or, if
 // any evaluated label is out of range, leave `out` untouched.  Returns
@@ -176,40 +173,56 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     am::Geometry g;
     am::simplify_geometry(nd, shape.data(), ts.data(), ps.data(), g);
 
+
+    auto* out_data = static_cast<int64_t*>(out.mutable_data());
+    const void* t_data = target.data();
+    const void* p_data = pred.data();
+    int64_t invalid_target = 0, invalid_pred = 0;
+    int threads_used = 1;
+
+    if (g.pixels < direct_below) {
+        thread_local SmallScratch scratch;
+        const auto bins = static_cast<size_t>(am::table_bins(num_classes));
+        if (scratch.table.size() < bins) scratch.table.resize(bins, 0);
+        if (scratch.touched.size() < static_cast<size_t>(g.pixels) + 1) scratch.touched.resize(static_cast<size_t>(g.pixels) + 1);
+        int64_t n_touched = 0;
+        {
+            py::gil_scoped_release release;
+            n_touched = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
+                return am::count_pairs_small<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, isa,
+                                                                       scratch.table.data(), scratch.touched.data());
+            });
+        }
+        // With the GIL held, so concurrent updates of one matrix do not interleave.
+        am::settle_small(scratch.table.data(), scratch.touched.data(), n_touched, num_classes, g.multiplicity,
+                         out_data, invalid_target, invalid_pred);
+        return py::make_tuple(invalid_target, invalid_pred, threads_used);
+    }
+
     am::KernelOptions opt;
     opt.n_threads = n_threads;
     opt.min_pixels_per_thread = min_pixels_per_thread;
-    opt.direct_below = direct_below;
     opt.flush_limit = flush_limit;
     opt.isa = isa;
-
     std::vector<int64_t> table(static_cast<size_t>(am::table_bins(num_classes)), 0);
     // Large inputs run in chunks with a look for Ctrl-C between them; the
     // counts only reach `out` once everything has been counted.
     const int64_t chunk = std::max<int64_t>(1, chunk_pixels) * std::max(1, n_threads);
-    int threads_used = 1;
     for (int64_t begin = 0; begin < g.pixels; begin += chunk) {
         const int64_t end = std::min(g.pixels, begin + chunk);
         {
             py::gil_scoped_release release;
-            const am::KernelResult res =
-                dispatch(tt.bytes, pt.bytes, target.data(), pred.data(), g, tc, pc, opt, table.data(), begin, end);
+            const am::KernelResult res = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
+                return am::count_pairs<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, opt, table.data(),
+                                                                 begin, end);
+            });
             threads_used = std::max(threads_used, res.threads);
         }
         if (end < g.pixels && PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
-    int64_t invalid_target = 0, invalid_pred = 0;
     am::invalid_counts(table.data(), num_classes, invalid_target, invalid_pred);
-    if (invalid_target == 0 && invalid_pred == 0) {
-        // With the GIL held again, so concurrent updates of one matrix do not interleave.
-        auto* o = static_cast<int64_t*>(out.mutable_data());
-        const int64_t cols = am::table_cols(num_classes);
-        for (int64_t r = 0; r < num_classes; ++r) {
-            const int64_t* src = table.data() + r * cols;
-            int64_t* dst = o + r * num_classes;
-            for (int64_t c = 0; c < num_classes; ++c) dst[c] += src[c];
-        }
-    }
+    // With the GIL held again, so concurrent updates of one matrix do not interleave.
+    if (invalid_target == 0 && invalid_pred == 0) am::add_class_counts(table.data(), num_classes, out_data);
     return py::make_tuple(invalid_target, invalid_pred, threads_used);
 }
 
@@ -233,17 +246,20 @@ std::string simd() { return am::cpu_has_avx2() ? "avx2" : "portable"; }
 
 }  // namespace
 
+void register_logits(py::module_& m);  // register_logits.cpp
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "C++ confusion-matrix kernel (internal; use the ade20k_metrics API)";
     m.def("accumulate", &accumulate, py::arg("target"), py::arg("pred"), py::arg("out"),
           py::arg("num_classes"), py::arg("ignore_index"), py::arg("lut") = py::none(),
           py::arg("lut_lo") = 0, py::arg("reduce_zero_label") = false, py::arg("n_threads") = 1,
           py::arg("min_pixels_per_thread") = am::KernelOptions{}.min_pixels_per_thread,
-          py::arg("direct_below") = am::KernelOptions{}.direct_below,
+          py::arg("direct_below") = am::kSmallInputPixels,
           py::arg("flush_limit") = am::KernelOptions{}.flush_limit, py::arg("isa") = -1,
           py::arg("chunk_pixels") = int64_t(1) << 26,
           "Add the (target, pred) histogram to out unless a label is invalid; "
           "returns (invalid_target, invalid_pred, threads_used).");
+    register_logits(m);
     m.def("openmp_enabled", &openmp_enabled, "Whether the kernel was built with OpenMP.");
     m.def("omp_max_threads", &omp_max_threads, "OpenMP's default team size (1 without OpenMP).");
     m.def("simd", &simd, "The vector instruction set the kernel uses on this CPU.");

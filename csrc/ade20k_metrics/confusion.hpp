@@ -42,9 +42,6 @@ struct KernelOptions {
     int n_threads = 1;
     // Fewer threads than asked when each would get fewer pixels than this.
     int64_t min_pixels_per_thread = int64_t(1) << 18;
-    // Inputs below this count straight into the int64 table on one thread:
-    // zeroing and merging narrow tables would cost more than it saves.
-    int64_t direct_below = int64_t(1) << 16;
     // Narrow counters are flushed after at most this many pixels (< 2^32).
     int64_t flush_limit = int64_t(1) << 31;
     // -1: best the CPU has, 0: portable, 1: AVX2 (if present).
@@ -55,6 +52,10 @@ struct KernelResult {
     int threads = 1;  // threads the kernel ran on
 };
 
+// Inputs with fewer pixels than this are best counted by count_pairs_small on
+// one thread: for them, zeroing and merging whole tables costs more than the counting.
+constexpr int64_t kSmallInputPixels = int64_t(1) << 16;
+
 inline int64_t table_rows(int64_t k) { return k + 2; }
 inline int64_t table_cols(int64_t k) { return k + 1; }
 inline int64_t table_bins(int64_t k) { return table_rows(k) * table_cols(k); }
@@ -62,6 +63,7 @@ inline int64_t table_bins(int64_t k) { return table_rows(k) * table_cols(k); }
 namespace detail {
 
 // Counter tables of one thread: `subs` sub-tables of `bins` counters each.
+// (Every sink has add_run(bin, length) and add_one(lane, bin).)
 template <class C>
 struct Tables {
     C* base;
@@ -71,6 +73,25 @@ struct Tables {
     AM_INLINE void add_run(uint32_t bin, int64_t len) { base[bin] += static_cast<C>(len); }
     AM_INLINE void add_one(uint32_t lane, uint32_t bin) {
         base[static_cast<int64_t>(lane & sub_mask) * bins + bin] += 1;
+    }
+};
+
+// One int64 table that is all zeros on entry, recording which bins it
+// touches so that small inputs cost O(pixels), not O(K^2), to read and clear.
+// `touched` must have room for one entry per add (pixels + 1).
+struct TrackedTable {
+    int64_t* base;
+    uint32_t* touched;
+    int64_t n_touched;
+
+    AM_INLINE void add_run(uint32_t bin, int64_t len) {
+        if (len == 0) return;
+        if (base[bin] == 0) touched[n_touched++] = bin;
+        base[bin] += len;
+    }
+    AM_INLINE void add_one(uint32_t, uint32_t bin) {
+        if (base[bin] == 0) touched[n_touched++] = bin;
+        base[bin] += 1;
     }
 };
 
@@ -85,14 +106,13 @@ struct Coders {
 // Changes in a block above this count are cheaper to scatter than to walk.
 constexpr int kScatterAbove = 12;
 
-template <class T, class P, class C, class Coders>
-AM_INLINE void scatter(const T* t, const P* p, int64_t n, const Coders& code, Tables<C>& tab) {
+template <class T, class P, class Sink, class Coders>
+AM_INLINE void scatter(const T* t, const P* p, int64_t n, const Coders& code, Sink& tab) {
     for (int64_t j = 0; j < n; ++j) tab.add_one(static_cast<uint32_t>(j), code.bin(t[j], p[j]));
 }
 
-template <class Mask, class T, class P, class C, class Coders>
-AM_INLINE void count_contiguous(const T* t, const P* p, int64_t n, const Coders& code,
-                                Tables<C>& tab) {
+template <class Mask, class T, class P, class Sink, class Coders>
+AM_INLINE void count_contiguous(const T* t, const P* p, int64_t n, const Coders& code, Sink& tab) {
     if (n <= 0) return;
     int64_t run_start = 0;
     T run_t = t[0];
@@ -129,9 +149,9 @@ AM_INLINE void count_contiguous(const T* t, const P* p, int64_t n, const Coders&
     tab.add_run(code.bin(run_t, run_p), n - run_start);
 }
 
-template <class T, class P, class C, class Coders>
+template <class T, class P, class Sink, class Coders>
 AM_INLINE void count_strided(const char* t, int64_t ts, const char* p, int64_t ps, int64_t n,
-                             const Coders& code, Tables<C>& tab) {
+                             const Coders& code, Sink& tab) {
     for (int64_t j = 0; j < n; ++j) {
         T tv;
         P pv;
@@ -142,9 +162,9 @@ AM_INLINE void count_strided(const char* t, int64_t ts, const char* p, int64_t p
 }
 
 // Count the pairs with flat indices [begin, end) of the simplified geometry.
-template <class Mask, class T, class P, class C>
+template <class Mask, class T, class P, class Sink>
 AM_INLINE void count_range_impl(const char* t0, const char* p0, const Geometry& g, int64_t begin,
-                                int64_t end, const Coders<T, P>& code, Tables<C>& tab) {
+                                int64_t end, const Coders<T, P>& code, Sink& tab) {
     const int nd = g.ndim;
     const int64_t inner = g.inner();
     const int64_t ts = g.t_stride[nd - 1], ps = g.p_stride[nd - 1];
@@ -183,31 +203,31 @@ AM_INLINE void count_range_impl(const char* t0, const char* p0, const Geometry& 
     }
 }
 
-template <class T, class P, class C>
+template <class T, class P, class Sink>
 void count_range_portable(const char* t0, const char* p0, const Geometry& g, int64_t begin,
-                          int64_t end, const Coders<T, P>& code, Tables<C>& tab) {
+                          int64_t end, const Coders<T, P>& code, Sink& tab) {
     count_range_impl<PortableMask>(t0, p0, g, begin, end, code, tab);
 }
 
 #if AM_HAVE_AVX2_DISPATCH
-template <class T, class P, class C>
+template <class T, class P, class Sink>
 AM_AVX2 void count_range_avx2(const char* t0, const char* p0, const Geometry& g, int64_t begin,
-                              int64_t end, const Coders<T, P>& code, Tables<C>& tab) {
+                              int64_t end, const Coders<T, P>& code, Sink& tab) {
     count_range_impl<Avx2Mask>(t0, p0, g, begin, end, code, tab);
 }
 #endif
 
-template <class T, class P, class C>
+template <class T, class P, class Sink>
 using RangeFn = void (*)(const char*, const char*, const Geometry&, int64_t, int64_t,
-                         const Coders<T, P>&, Tables<C>&);
+                         const Coders<T, P>&, Sink&);
 
-template <class T, class P, class C>
-RangeFn<T, P, C> pick_range_fn(int isa) {
+template <class T, class P, class Sink>
+RangeFn<T, P, Sink> pick_range_fn(int isa) {
 #if AM_HAVE_AVX2_DISPATCH
-    if (isa != 0 && cpu_has_avx2()) return &count_range_avx2<T, P, C>;
+    if (isa != 0 && cpu_has_avx2()) return &count_range_avx2<T, P, Sink>;
 #endif
     (void)isa;
-    return &count_range_portable<T, P, C>;
+    return &count_range_portable<T, P, Sink>;
 }
 
 // How many sub-tables a thread scatters into: more break store-to-load
@@ -243,10 +263,7 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
     const int64_t n = end - begin;
     const int64_t mult = g.multiplicity;
 
-    if (n > 0 && n < opt.direct_below && mult == 1) {
-        Tables<int64_t> tab{table, bins, 0};
-        pick_range_fn<T, P, int64_t>(opt.isa)(t0, p0, g, begin, end, code, tab);
-    } else if (n > 0) {
+    if (n > 0) {
         int threads = 1;
 #ifdef _OPENMP
         const int64_t by_size = std::max<int64_t>(1, n / std::max<int64_t>(1, opt.min_pixels_per_thread));
@@ -258,7 +275,7 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
         // All allocation happens here, outside the parallel region.
         std::unique_ptr<uint32_t[]> counters(new uint32_t[static_cast<size_t>(per_thread * threads)]());
         const int64_t flush_limit = std::max<int64_t>(1, std::min<int64_t>(opt.flush_limit, int64_t(0xFFFFFFFF)));
-        const auto range_fn = pick_range_fn<T, P, uint32_t>(opt.isa);
+        const auto range_fn = pick_range_fn<T, P, Tables<uint32_t>>(opt.isa);
 
         auto flush = [&](uint32_t* c) {
             for (uint32_t s = 1; s < subs; ++s) {  // fold sub-tables into the first
@@ -304,6 +321,47 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
     return res;
 }
 
+// Small inputs, one thread: count all pairs of `g` into `table`, which must be
+// all zeros on entry, and list the bins touched in `touched` (room for
+// g.pixels + 1 entries).  Returns how many were touched.  Hand the result to
+// settle_small, which leaves the table all zeros again.
+template <class T, class P>
+int64_t count_pairs_small(const void* target, const void* pred, const Geometry& g,
+                          const TargetCoding& tc, const PredCoding& pc, int isa, int64_t* table,
+                          uint32_t* touched) {
+    using namespace detail;
+    const Coders<T, P> code{TargetCoder<T>(tc), PredCoder<P>(pc), static_cast<uint32_t>(table_cols(tc.num_classes))};
+    TrackedTable tab{table, touched, 0};
+    if (g.pixels > 0) {
+        pick_range_fn<T, P, TrackedTable>(isa)(static_cast<const char*>(target), static_cast<const char*>(pred),
+                                               g, 0, g.pixels, code, tab);
+    }
+    return tab.n_touched;
+}
+
+// Count the invalid pixels among the touched bins; when there are none and
+// `out` (K x K) is given, add the counts (times `multiplicity`) to it.  Either
+// way the touched bins are zeroed.
+inline void settle_small(int64_t* table, const uint32_t* touched, int64_t n_touched, int64_t k,
+                         int64_t multiplicity, int64_t* out, int64_t& invalid_target, int64_t& invalid_pred) {
+    const int64_t cols = table_cols(k);
+    invalid_target = 0;
+    invalid_pred = 0;
+    for (int64_t j = 0; j < n_touched; ++j) {
+        const int64_t bin = touched[j], row = bin / cols, col = bin % cols;
+        if (row == k + 1) invalid_target += table[bin];
+        else if (row < k && col == k) invalid_pred += table[bin];
+    }
+    const bool apply = out != nullptr && invalid_target == 0 && invalid_pred == 0;
+    for (int64_t j = 0; j < n_touched; ++j) {
+        const int64_t bin = touched[j], row = bin / cols, col = bin % cols;
+        if (apply && row < k && col < k) out[row * k + col] += table[bin] * multiplicity;
+        table[bin] = 0;
+    }
+    invalid_target *= multiplicity;
+    invalid_pred *= multiplicity;
+}
+
 // Pixels counted so far with an invalid target (row K+1) or, among evaluated
 // pixels, an invalid prediction (column K).
 inline void invalid_counts(const int64_t* table, int64_t k, int64_t& invalid_target, int64_t& invalid_pred) {
@@ -312,6 +370,16 @@ inline void invalid_counts(const int64_t* table, int64_t k, int64_t& invalid_tar
     invalid_pred = 0;
     for (int64_t c = 0; c < cols; ++c) invalid_target += table[(k + 1) * cols + c];
     for (int64_t r = 0; r < k; ++r) invalid_pred += table[r * cols + k];
+}
+
+// out (K x K) += the class part of the working table.
+inline void add_class_counts(const int64_t* table, int64_t k, int64_t* out) {
+    const int64_t cols = table_cols(k);
+    for (int64_t r = 0; r < k; ++r) {
+        const int64_t* src = table + r * cols;
+        int64_t* dst = out + r * k;
+        for (int64_t c = 0; c < k; ++c) dst[c] += src[c];
+    }
 }
 
 }  // namespace am
