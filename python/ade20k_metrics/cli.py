@@ -1,8 +1,9 @@
 """The ``ade20k-metrics`` command line.
 
 Exit status: 0 success, 1 bad input (missing counterparts, unreadable or
-wrong images, out-of-range labels, an output that cannot be written),
-2 usage (bad options, a folder that does not exist).
+wrong images, out-of-range labels, an output that cannot be written, a
+missing optional library), 2 usage (bad options, a folder that does not
+exist), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -467,8 +468,11 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(e))
         return EXIT_BAD_INPUT
     except OSError as e:  # e.g. an output file that cannot be written
-        _error(f"{e.filename or ''}: {e.strerror or e}" if e.filename else str(e))
+        _error(f"{e.filename}: {e.strerror or e}" if e.filename else str(e))
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _error("interrupted (output files are written whole or not at all)")
+        return 130
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ def load_pair(pair: LabelPair, label_format: LabelFormat) -> tuple[np.ndarray, n
                              "pass --resize nearest to resize predictions as the ADE20K devkit does")
         Image = _pil_image_module()
         try:
-            resized = pred_image.resize(gt_image.size, Image.NEAREST)
+            resized = pred_image.resize(gt_image.size, getattr(Image, "Resampling", Image).NEAREST)
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             gt_image.close()
             raise InputError(f"{pair.pred}: cannot decode image: {e}") from None
