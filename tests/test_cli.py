@@ -160,6 +160,33 @@ def test_zero_based_predictions_give_the_same_numbers(dataset, tmp_path, capsys)
     assert doc_b["environment"]["prediction_labels"] == "0..149"
 
 
+@pytest.mark.parametrize("convention", ["csail", "detectron2", "torchmetrics"])
+def test_convention_is_passed_through(dataset, tmp_path, capsys, convention):
+    pred_dir, gt_dir, preds, gts = dataset
+    code, _, err = run(["evaluate", pred_dir, gt_dir, "--convention", convention,
+                        "--json", tmp_path / "r.json"], capsys)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "r.json").read_text())
+    m = expected_matrix(preds, gts).astype(float)
+    tp, gt, pred = np.diag(m), m.sum(1), m.sum(0)
+    union = gt + pred - tp
+    assert (pred[gt == 0] > 0).any()  # the data has predicted-only classes, where conventions differ
+    if convention == "csail":  # every class counts; IoU = I / (U + 1e-10)
+        miou = np.mean(tp / (union + 1e-10))
+        macc = np.mean(np.where(gt > 0, tp / np.maximum(gt, 1), 0.0))
+    elif convention == "detectron2":  # classes present in the ground truth only
+        miou = np.mean(tp[gt > 0] / union[gt > 0])
+        macc = np.mean(tp[gt > 0] / gt[gt > 0])
+    else:  # torchmetrics: classes seen at all; a predicted-only class has Acc 0
+        seen = union > 0
+        miou = np.mean(tp[seen] / union[seen])
+        macc = np.mean(np.where(gt[seen] > 0, tp[seen] / np.maximum(gt[seen], 1), 0.0))
+    assert doc["metrics"]["miou"] == pytest.approx(miou, rel=1e-9)
+    assert doc["metrics"]["macc"] == pytest.approx(macc, rel=1e-9)
+    assert doc["metrics"]["score"] == pytest.approx((miou + tp.sum() / m.sum()) / 2, rel=1e-9)
+    assert doc["environment"]["convention"] == convention
+
+
 def test_generic_dataset_zero_based_with_ignore_label(tmp_path, capsys):
     rng = np.random.default_rng(11)
     gt = block_map(rng, (16, 16), 0, 4, block=4)
