@@ -145,8 +145,32 @@ def _open_label_image(path: Path):
                      "image of integer labels (a colourised RGB rendering cannot be scored)")
 
 
+def _decode_in_place(image) -> np.ndarray | None:
+    """Decode an 8-bit image straight into a NumPy array, or return None where that is not possible.
+
+    ``np.asarray(image)`` goes through ``Image.tobytes()``, which copies the
+    pixels twice and costs a fifth to a third of a PNG's decoding time.  An
+    image file that is not loaded yet decodes into whatever image memory of
+    its own mode and size it already has, so give it memory mapped over a
+    NumPy array.  Whether that happened is checked afterwards (identity of the
+    image memory), so a Pillow that reallocates anyway only costs the copy.
+    """
+    from PIL import Image, ImageFile
+
+    if image.mode not in ("L", "P") or not isinstance(image, ImageFile.ImageFile) or not image.tile:
+        return None
+    array = np.empty((image.height, image.width), dtype=np.uint8)
+    memory = Image.frombuffer(image.mode, image.size, array, "raw", image.mode, 0, 1).im
+    image.im = memory
+    image.load()
+    return array if image.im is memory else None
+
+
 def _decode(image, path: Path) -> np.ndarray:
     try:
+        array = _decode_in_place(image)
+        if array is not None:
+            return array
         image.load()
         return np.asarray(image)
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated or corrupt data
