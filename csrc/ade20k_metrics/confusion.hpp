@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <vector>
 
 #ifdef _OPENMP
@@ -62,8 +63,7 @@ inline int64_t table_bins(int64_t k) { return table_rows(k) * table_cols(k); }
 
 namespace detail {
 
-// Counter tables of one thread: `subs` sub-tables of `bins` counters each.
-// (Every sink has add_run(bin, length) and add_one(lane, bin).)
+// A plain counter table (or `subs` sub-tables, lane j to sub-table j % subs).
 template <class C>
 struct Tables {
     C* base;
@@ -73,6 +73,37 @@ struct Tables {
     AM_INLINE void add_run(uint32_t bin, int64_t len) { base[bin] += static_cast<C>(len); }
     AM_INLINE void add_one(uint32_t lane, uint32_t bin) {
         base[static_cast<int64_t>(lane & sub_mask) * bins + bin] += 1;
+    }
+    AM_INLINE void note_singles() {}
+};
+
+// The counters of one thread.  Runs add their length to an int64 table;
+// single pixels from noisy blocks go to `subs` narrow uint32 sub-tables (lane
+// j to sub-table j % subs), which keeps them cache-resident and breaks
+// store-to-load chains on repeated bins.  The sub-tables are folded into the
+// int64 table (flush) before they can overflow.
+struct ThreadTables {
+    int64_t* runs;
+    uint32_t* singles;
+    int64_t bins;
+    uint32_t sub_mask;  // subs - 1, subs a power of two
+    bool used_singles = false;
+
+    AM_INLINE void add_run(uint32_t bin, int64_t len) { runs[bin] += len; }
+    AM_INLINE void add_one(uint32_t lane, uint32_t bin) {
+        singles[static_cast<int64_t>(lane & sub_mask) * bins + bin] += 1;
+    }
+    AM_INLINE void note_singles() { used_singles = true; }
+
+    // Fold the sub-tables into the int64 table and zero them.
+    void flush() {
+        if (!used_singles) return;
+        for (uint32_t s = 0; s <= sub_mask; ++s) {
+            uint32_t* sub = singles + static_cast<int64_t>(s) * bins;
+            for (int64_t b = 0; b < bins; ++b) runs[b] += sub[b];
+            std::memset(sub, 0, static_cast<size_t>(bins) * sizeof(uint32_t));
+        }
+        used_singles = false;
     }
 };
 
@@ -93,14 +124,57 @@ struct TrackedTable {
         if (base[bin] == 0) touched[n_touched++] = bin;
         base[bin] += 1;
     }
+    AM_INLINE void note_singles() {}
+};
+
+// Raw label -> row offset (row * width) and raw label -> column.  8-bit labels
+// go through 256-entry tables built once per call, which makes the per-pixel
+// cost two loads and an add; wider labels are coded with comparisons.
+template <class T>
+struct RowCoder {
+    TargetCoder<T> coder;
+    uint32_t width;
+    RowCoder(const TargetCoding& c, uint32_t w) : coder(c), width(w) {}
+    RowCoder(const TargetCoder<T>& c, uint32_t w) : coder(c), width(w) {}
+    AM_INLINE uint32_t operator()(T v) const { return coder(v) * width; }
+};
+
+template <>
+struct RowCoder<uint8_t> {
+    uint32_t row[256];
+    RowCoder(const TargetCoding& c, uint32_t w) : RowCoder(TargetCoder<uint8_t>(c), w) {}
+    RowCoder(const TargetCoder<uint8_t>& coder, uint32_t w) {
+        for (int v = 0; v < 256; ++v) row[v] = coder(static_cast<uint8_t>(v)) * w;
+    }
+    AM_INLINE uint32_t operator()(uint8_t v) const { return row[v]; }
+};
+
+template <class P>
+struct ColCoder {
+    PredCoder<P> coder;
+    explicit ColCoder(const PredCoding& c) : coder(c) {}
+    explicit ColCoder(const PredCoder<P>& c) : coder(c) {}
+    AM_INLINE uint32_t operator()(P v) const { return coder(v); }
+};
+
+template <>
+struct ColCoder<uint8_t> {
+    uint32_t col[256];
+    explicit ColCoder(const PredCoding& c) : ColCoder(PredCoder<uint8_t>(c)) {}
+    explicit ColCoder(const PredCoder<uint8_t>& coder) {
+        for (int v = 0; v < 256; ++v) col[v] = coder(static_cast<uint8_t>(v));
+    }
+    AM_INLINE uint32_t operator()(uint8_t v) const { return col[v]; }
 };
 
 template <class T, class P>
 struct Coders {
-    TargetCoder<T> target;
-    PredCoder<P> pred;
-    uint32_t width;  // table columns
-    AM_INLINE uint32_t bin(T t, P p) const { return target(t) * width + pred(p); }
+    RowCoder<T> row;
+    ColCoder<P> col;
+    Coders(const TargetCoding& tc, const PredCoding& pc)
+        : row(tc, static_cast<uint32_t>(table_cols(tc.num_classes))), col(pc) {}
+    Coders(const TargetCoder<T>& t, const PredCoder<P>& p, uint32_t width) : row(t, width), col(p) {}
+    AM_INLINE uint32_t bin(T t, P p) const { return row(t) + col(p); }
 };
 
 // Changes in a block above this count are cheaper to scatter than to walk.
@@ -108,6 +182,7 @@ constexpr int kScatterAbove = 12;
 
 template <class T, class P, class Sink, class Coders>
 AM_INLINE void scatter(const T* t, const P* p, int64_t n, const Coders& code, Sink& tab) {
+    tab.note_singles();
     for (int64_t j = 0; j < n; ++j) tab.add_one(static_cast<uint32_t>(j), code.bin(t[j], p[j]));
 }
 
@@ -152,6 +227,7 @@ AM_INLINE void count_contiguous(const T* t, const P* p, int64_t n, const Coders&
 template <class T, class P, class Sink, class Coders>
 AM_INLINE void count_strided(const char* t, int64_t ts, const char* p, int64_t ps, int64_t n,
                              const Coders& code, Sink& tab) {
+    tab.note_singles();
     for (int64_t j = 0; j < n; ++j) {
         T tv;
         P pv;
@@ -234,9 +310,42 @@ RangeFn<T, P, Sink> pick_range_fn(int isa) {
 // chains on repeated bins, but must stay cache-resident.
 inline uint32_t sub_tables_for(int64_t bins) {
     const int64_t bytes = bins * static_cast<int64_t>(sizeof(uint32_t));
-    if (bytes * 4 <= (int64_t(1) << 20)) return 4;
-    if (bytes * 2 <= (int64_t(1) << 20)) return 2;
+    if (bytes * 2 <= (int64_t(1) << 19)) return 2;
     return 1;
+}
+
+// Per-thread counter memory.  Kept per OS thread between calls (OpenMP
+// reuses its worker threads), all zeros whenever no call is running, so a
+// call costs no allocation and no page faults; tables too large to keep are
+// allocated for the call.  Never throws: reports failure by returning false.
+struct ThreadCounters {
+    std::unique_ptr<int64_t[]> runs;
+    std::unique_ptr<uint32_t[]> singles;
+    int64_t capacity = 0;  // bins
+    uint32_t subs = 0;
+
+    bool ensure(int64_t bins, uint32_t want_subs) noexcept {
+        if (capacity >= bins && subs >= want_subs) return true;
+        runs.reset(new (std::nothrow) int64_t[static_cast<size_t>(bins)]());
+        singles.reset(new (std::nothrow) uint32_t[static_cast<size_t>(bins * want_subs)]());
+        if (!runs || !singles) {
+            runs.reset();
+            singles.reset();
+            capacity = 0;
+            subs = 0;
+            return false;
+        }
+        capacity = bins;
+        subs = want_subs;
+        return true;
+    }
+};
+
+constexpr int64_t kKeepCountersUpTo = int64_t(1) << 19;  // bins kept per thread between calls
+
+inline ThreadCounters& thread_counters() {
+    thread_local ThreadCounters counters;
+    return counters;
 }
 
 }  // namespace detail
@@ -246,78 +355,103 @@ inline uint32_t sub_tables_for(int64_t bins) {
 // labels.hpp).  `target` and `pred` point at the arrays' data; T and P are the
 // labels' unsigned storage types.  Calling it on consecutive ranges gives the
 // same table as one call, which lets a caller stop between ranges.
-// May throw std::bad_alloc before any counting starts; never throws after.
+// Throws std::bad_alloc (before counting anything) when memory runs out;
+// nothing escapes the parallel region.
 template <class T, class P>
 KernelResult count_pairs(const void* target, const void* pred, const Geometry& g,
                          const TargetCoding& tc, const PredCoding& pc, const KernelOptions& opt,
                          int64_t* table, int64_t begin = 0, int64_t end = -1) {
     using namespace detail;
     KernelResult res;
-    const int64_t k = tc.num_classes;
-    const int64_t bins = table_bins(k);
-    const char* t0 = static_cast<const char*>(target);
-    const char* p0 = static_cast<const char*>(pred);
-    const Coders<T, P> code{TargetCoder<T>(tc), PredCoder<P>(pc), static_cast<uint32_t>(table_cols(k))};
     if (end < 0 || end > g.pixels) end = g.pixels;
     begin = std::max<int64_t>(0, std::min(begin, end));
     const int64_t n = end - begin;
+    if (n <= 0) return res;
+
+    const int64_t bins = table_bins(tc.num_classes);
     const int64_t mult = g.multiplicity;
+    const char* t0 = static_cast<const char*>(target);
+    const char* p0 = static_cast<const char*>(pred);
+    const Coders<T, P> code(tc, pc);
+    const auto range_fn = pick_range_fn<T, P, ThreadTables>(opt.isa);
+    const uint32_t subs = sub_tables_for(bins);
+    const int64_t flush_limit = std::max<int64_t>(1, std::min<int64_t>(opt.flush_limit, int64_t(0xFFFFFFFF)));
 
-    if (n > 0) {
-        int threads = 1;
+    int threads = 1;
 #ifdef _OPENMP
-        const int64_t by_size = std::max<int64_t>(1, n / std::max<int64_t>(1, opt.min_pixels_per_thread));
-        threads = static_cast<int>(std::min<int64_t>(std::max(1, opt.n_threads), by_size));
+    const int64_t by_size = std::max<int64_t>(1, n / std::max<int64_t>(1, opt.min_pixels_per_thread));
+    threads = static_cast<int>(std::min<int64_t>(std::max(1, opt.n_threads), by_size));
 #endif
-        res.threads = threads;
-        const uint32_t subs = sub_tables_for(bins);
-        const int64_t per_thread = bins * subs;
-        // All allocation happens here, outside the parallel region.
-        std::unique_ptr<uint32_t[]> counters(new uint32_t[static_cast<size_t>(per_thread * threads)]());
-        const int64_t flush_limit = std::max<int64_t>(1, std::min<int64_t>(opt.flush_limit, int64_t(0xFFFFFFFF)));
-        const auto range_fn = pick_range_fn<T, P, Tables<uint32_t>>(opt.isa);
+    // Large tables are not kept between calls: allocate them here, before any thread starts.
+    const bool keep = bins <= kKeepCountersUpTo;
+    std::vector<ThreadCounters> call_counters(keep ? 0 : static_cast<size_t>(threads));
+    for (auto& c : call_counters) {
+        if (!c.ensure(bins, subs)) throw std::bad_alloc();
+    }
+    std::vector<int64_t*> runs_of(static_cast<size_t>(threads), nullptr);
+    int failed = 0;  // written only as 1, read after barriers
+    int team_size = 1;
 
-        auto flush = [&](uint32_t* c) {
-            for (uint32_t s = 1; s < subs; ++s) {  // fold sub-tables into the first
-                uint32_t* other = c + static_cast<int64_t>(s) * bins;
-                for (int64_t b = 0; b < bins; ++b) {
-                    c[b] += other[b];
-                    other[b] = 0;
-                }
-            }
-            // Sub-tables hold at most flush_limit < 2^32 counts together, so no sum wrapped.
+    auto work = [&](int tid, int team) {
+        ThreadCounters& mine = keep ? thread_counters() : call_counters[static_cast<size_t>(tid)];
+        if (!mine.ensure(bins, subs)) {
 #ifdef _OPENMP
-#pragma omp critical(am_confusion_flush)
+#pragma omp atomic write
 #endif
-            for (int64_t b = 0; b < bins; ++b) table[b] += static_cast<int64_t>(c[b]) * mult;
-            std::memset(c, 0, static_cast<size_t>(bins) * sizeof(uint32_t));
-        };
-
-        // Each member of the team takes an equal share of the flat index range.
-        auto work = [&](int tid, int team) {
-            uint32_t* c = counters.get() + per_thread * tid;
-            Tables<uint32_t> tab{c, bins, subs - 1};
+            failed = 1;
+        }
+        runs_of[static_cast<size_t>(tid)] = mine.runs.get();
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        int any_failed;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+        any_failed = failed;
+        if (!any_failed) {
+            ThreadTables tab{mine.runs.get(), mine.singles.get(), bins, subs - 1};
             const int64_t share = n / team, extra = n % team;
             const int64_t first = begin + share * tid + std::min<int64_t>(tid, extra);
             const int64_t last = first + share + (tid < extra ? 1 : 0);
             for (int64_t a = first; a < last; a += flush_limit) {
                 range_fn(t0, p0, g, a, std::min(last, a + flush_limit), code, tab);
-                flush(c);
+                tab.flush();  // sub-tables hold fewer than flush_limit < 2^32 counts
             }
-        };
-#ifdef _OPENMP
-        if (threads > 1) {
-            // The runtime may grant fewer threads than asked; shares follow the team.
-#pragma omp parallel num_threads(threads)
-            work(omp_get_thread_num(), omp_get_num_threads());
-        } else {
-            work(0, 1);
         }
-#else
-        work(0, 1);
+#ifdef _OPENMP
+#pragma omp barrier
 #endif
+        // Each thread sums one slice of bins over every thread's table into
+        // `table` and zeroes that slice, leaving all counters zero again.
+        const int64_t slice = (bins + team - 1) / team;
+        const int64_t lo = std::min(bins, slice * tid), hi = std::min(bins, lo + slice);
+        for (int other = 0; other < team; ++other) {
+            int64_t* r = runs_of[static_cast<size_t>(other)];
+            if (r == nullptr) continue;
+            if (!any_failed) {
+                for (int64_t b = lo; b < hi; ++b) table[b] += r[b] * mult;
+            }
+            std::memset(r + lo, 0, static_cast<size_t>(hi - lo) * sizeof(int64_t));
+        }
+    };
+#ifdef _OPENMP
+    if (threads > 1) {
+        // The runtime may grant fewer threads than asked; shares follow the team.
+#pragma omp parallel num_threads(threads)
+        {
+#pragma omp single
+            team_size = omp_get_num_threads();
+            work(omp_get_thread_num(), omp_get_num_threads());
+        }
+    } else {
+        work(0, 1);
     }
-
+#else
+    work(0, 1);
+#endif
+    res.threads = team_size > 1 ? team_size : threads;
+    if (failed) throw std::bad_alloc();
     return res;
 }
 
@@ -330,7 +464,7 @@ int64_t count_pairs_small(const void* target, const void* pred, const Geometry& 
                           const TargetCoding& tc, const PredCoding& pc, int isa, int64_t* table,
                           uint32_t* touched) {
     using namespace detail;
-    const Coders<T, P> code{TargetCoder<T>(tc), PredCoder<P>(pc), static_cast<uint32_t>(table_cols(tc.num_classes))};
+    const Coders<T, P> code(tc, pc);
     TrackedTable tab{table, touched, 0};
     if (g.pixels > 0) {
         pick_range_fn<T, P, TrackedTable>(isa)(static_cast<const char*>(target), static_cast<const char*>(pred),
