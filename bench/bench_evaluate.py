@@ -30,6 +30,7 @@ from PIL import Image
 
 import ade20k_metrics
 from ade20k_metrics import cli, default_threads
+from ade20k_metrics._threads import available_cpus
 from ade20k_metrics.evaluate import LabelFormat, iter_decoded, pair_folders
 from ade20k_metrics.report import cpu_model
 
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.pairs} pairs of {HEIGHT}x{WIDTH} PNGs ({size / 2**20:.1f} MiB) ready in "
               f"{time.perf_counter() - start:.1f} s in {folder}")
         print(f"ade20k-metrics {ade20k_metrics.__version__}, NumPy {np.__version__}, Pillow {Image.__version__}, "
-              f"CPU {cpu_model()}, {os.cpu_count()} CPUs, {threads} threads")
+              f"CPU {cpu_model()}, {available_cpus()} CPUs usable of {os.cpu_count()}, {threads} threads")
 
         # Warm the page cache and the lazy imports so every variant reads from memory.
         decode_only(pred_dir, gt_dir, threads)
