@@ -650,3 +650,62 @@ def test_bench_without_the_benchmark_module(monkeypatch, capsys):
 def test_demo_still_works(capsys):
     code, out, _ = run(["demo", "--threads", "1"], capsys)
     assert code == 0 and "mIoU" in out and "evaluated pixels" in out
+
+
+def test_tqdm_is_used_when_installed(dataset, capsys, monkeypatch):
+    pred_dir, gt_dir, _, _ = dataset
+    calls = []
+
+    class FakeBar:
+        def __init__(self, **kwargs):
+            calls.append(("init", kwargs["total"], kwargs["file"]))
+
+        def update(self, n):
+            calls.append(("update", n))
+
+        def close(self):
+            calls.append(("close",))
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    fake_module = types.ModuleType("tqdm")
+    fake_module.tqdm = FakeBar
+    monkeypatch.setitem(sys.modules, "tqdm", fake_module)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["evaluate", str(pred_dir), str(gt_dir)]) == 0
+    assert calls[0] == ("init", 5, terminal)
+    assert sum(n for kind, *n in calls if kind == "update" for n in n) == 5
+    assert calls[-1] == ("close",)
+    capsys.readouterr()
+
+
+def test_show_photo_of_another_size_is_an_error(tmp_path, capsys):
+    gt = np.full((8, 8), 2, np.uint8)
+    Image.fromarray(gt).save(tmp_path / "g.png")
+    Image.fromarray(gt).save(tmp_path / "p.png")
+    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(tmp_path / "photo.png")
+    code, _, err = run(["show", tmp_path / "p.png", tmp_path / "g.png", tmp_path / "photo.png",
+                        "-o", tmp_path / "o.png"], capsys)
+    assert code == 1 and str(tmp_path / "photo.png") in err and "8x9" in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_installed_command_exit_codes(dataset, tmp_path):
+    import subprocess
+
+    pred_dir, gt_dir, _, _ = dataset
+
+    def status(*argv):
+        done = subprocess.run([sys.executable, "-m", "ade20k_metrics", *map(str, argv)],
+                              capture_output=True, text=True, timeout=120)
+        return done.returncode, done.stderr
+
+    assert status("evaluate", pred_dir, gt_dir, "--quiet")[0] == 0
+    code, err = status("evaluate", pred_dir, gt_dir, "--threads", "zero")
+    assert code == 2 and "--threads" in err
+    (pred_dir / "ADE_val_00000002.png").unlink()
+    code, err = status("evaluate", pred_dir, gt_dir)
+    assert code == 1 and "ADE_val_00000002" in err
