@@ -72,8 +72,8 @@ class _Progress:
         self.total = total
         self.enabled = enabled
         self._tqdm = None
-        self._last_draw = 0.0
         self._start = time.perf_counter()
+        self._last_draw = self._start  # first line after a moment, when the rate means something
         self._done = 0
         if not enabled:
             return
