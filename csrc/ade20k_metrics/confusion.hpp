@@ -61,6 +61,30 @@ inline int64_t table_rows(int64_t k) { return k + 2; }
 inline int64_t table_cols(int64_t k) { return k + 1; }
 inline int64_t table_bins(int64_t k) { return table_rows(k) * table_cols(k); }
 
+// A touched map marks which 64-bin blocks of a table may be non-zero: bit
+// (b & 63) of word b / 64 for block b.  Coherent label maps touch few bins,
+// so reading, merging and clearing tables through their maps costs O(touched).
+constexpr int kBlockShift = 6;  // 64 bins a block
+inline int64_t touched_words(int64_t bins) { return ((bins + 63) >> kBlockShift) / 64 + 1; }
+inline void mark_touched(uint64_t* map, uint32_t bin) {
+    map[bin >> (kBlockShift + 6)] |= uint64_t(1) << ((bin >> kBlockShift) & 63);
+}
+
+// fn(first_bin, end_bin) for every marked block of words [w_lo, w_hi).
+template <class Fn>
+inline void for_each_touched_block(const uint64_t* map, int64_t bins, int64_t w_lo, int64_t w_hi, Fn&& fn) {
+    for (int64_t w = w_lo; w < w_hi; ++w) {
+        uint64_t bits = map[w];
+        while (bits != 0) {
+            const int64_t block = w * 64 + __builtin_ctzll(bits);
+            bits &= bits - 1;
+            const int64_t b0 = block << kBlockShift;
+            if (b0 >= bins) continue;
+            fn(b0, std::min(bins, b0 + (int64_t(1) << kBlockShift)));
+        }
+    }
+}
+
 namespace detail {
 
 // A plain counter table (or `subs` sub-tables, lane j to sub-table j % subs).
@@ -85,11 +109,15 @@ struct Tables {
 struct ThreadTables {
     int64_t* runs;
     uint32_t* singles;
+    uint64_t* touched;  // blocks of `runs` that may be non-zero
     int64_t bins;
     uint32_t sub_mask;  // subs - 1, subs a power of two
     bool used_singles = false;
 
-    AM_INLINE void add_run(uint32_t bin, int64_t len) { runs[bin] += len; }
+    AM_INLINE void add_run(uint32_t bin, int64_t len) {
+        runs[bin] += len;
+        mark_touched(touched, bin);
+    }
     AM_INLINE void add_one(uint32_t lane, uint32_t bin) {
         singles[static_cast<int64_t>(lane & sub_mask) * bins + bin] += 1;
     }
@@ -103,6 +131,7 @@ struct ThreadTables {
             for (int64_t b = 0; b < bins; ++b) runs[b] += sub[b];
             std::memset(sub, 0, static_cast<size_t>(bins) * sizeof(uint32_t));
         }
+        for (int64_t b = 0; b < bins; b += int64_t(1) << kBlockShift) mark_touched(touched, static_cast<uint32_t>(b));
         used_singles = false;
     }
 };
@@ -321,6 +350,7 @@ inline uint32_t sub_tables_for(int64_t bins) {
 struct ThreadCounters {
     std::unique_ptr<int64_t[]> runs;
     std::unique_ptr<uint32_t[]> singles;
+    std::unique_ptr<uint64_t[]> touched;
     int64_t capacity = 0;  // bins
     uint32_t subs = 0;
 
@@ -328,9 +358,11 @@ struct ThreadCounters {
         if (capacity >= bins && subs >= want_subs) return true;
         runs.reset(new (std::nothrow) int64_t[static_cast<size_t>(bins)]());
         singles.reset(new (std::nothrow) uint32_t[static_cast<size_t>(bins * want_subs)]());
-        if (!runs || !singles) {
+        touched.reset(new (std::nothrow) uint64_t[static_cast<size_t>(touched_words(bins))]());
+        if (!runs || !singles || !touched) {
             runs.reset();
             singles.reset();
+            touched.reset();
             capacity = 0;
             subs = 0;
             return false;
@@ -352,7 +384,8 @@ inline ThreadCounters& thread_counters() {
 
 // Add the counts of the (target, pred) pairs with flat indices [begin, end)
 // of `g` (end < 0: to the last pair) to `table` ((K+2) x (K+1) int64, see
-// labels.hpp).  `target` and `pred` point at the arrays' data; T and P are the
+// labels.hpp), marking the blocks it adds to in `table_touched` (a touched
+// map of touched_words(bins) words).  `target` and `pred` point at the arrays' data; T and P are the
 // labels' unsigned storage types.  Calling it on consecutive ranges gives the
 // same table as one call, which lets a caller stop between ranges.
 // Throws std::bad_alloc (before counting anything) when memory runs out;
@@ -360,7 +393,7 @@ inline ThreadCounters& thread_counters() {
 template <class T, class P>
 KernelResult count_pairs(const void* target, const void* pred, const Geometry& g,
                          const TargetCoding& tc, const PredCoding& pc, const KernelOptions& opt,
-                         int64_t* table, int64_t begin = 0, int64_t end = -1) {
+                         int64_t* table, uint64_t* table_touched, int64_t begin = 0, int64_t end = -1) {
     using namespace detail;
     KernelResult res;
     if (end < 0 || end > g.pixels) end = g.pixels;
@@ -388,7 +421,8 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
     for (auto& c : call_counters) {
         if (!c.ensure(bins, subs)) throw std::bad_alloc();
     }
-    std::vector<int64_t*> runs_of(static_cast<size_t>(threads), nullptr);
+    std::vector<ThreadCounters*> counters_of(static_cast<size_t>(threads), nullptr);
+    const int64_t words = touched_words(bins);
     int failed = 0;  // written only as 1, read after barriers
     int team_size = 1;
 
@@ -400,7 +434,7 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
 #endif
             failed = 1;
         }
-        runs_of[static_cast<size_t>(tid)] = mine.runs.get();
+        if (mine.runs) counters_of[static_cast<size_t>(tid)] = &mine;
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -410,7 +444,7 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
 #endif
         any_failed = failed;
         if (!any_failed) {
-            ThreadTables tab{mine.runs.get(), mine.singles.get(), bins, subs - 1};
+            ThreadTables tab{mine.runs.get(), mine.singles.get(), mine.touched.get(), bins, subs - 1};
             const int64_t share = n / team, extra = n % team;
             const int64_t first = begin + share * tid + std::min<int64_t>(tid, extra);
             const int64_t last = first + share + (tid < extra ? 1 : 0);
@@ -422,17 +456,25 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-        // Each thread sums one slice of bins over every thread's table into
-        // `table` and zeroes that slice, leaving all counters zero again.
-        const int64_t slice = (bins + team - 1) / team;
-        const int64_t lo = std::min(bins, slice * tid), hi = std::min(bins, lo + slice);
+        // Each thread sums a slice of the touched maps' words over every
+        // thread's table into `table`, zeroing what it read, so all counters
+        // are zero again afterwards.  Slices are whole words: no word of a map
+        // is written by two threads.
+        const int64_t slice = (words + team - 1) / team;
+        const int64_t w_lo = std::min(words, slice * tid), w_hi = std::min(words, w_lo + slice);
         for (int other = 0; other < team; ++other) {
-            int64_t* r = runs_of[static_cast<size_t>(other)];
-            if (r == nullptr) continue;
-            if (!any_failed) {
-                for (int64_t b = lo; b < hi; ++b) table[b] += r[b] * mult;
-            }
-            std::memset(r + lo, 0, static_cast<size_t>(hi - lo) * sizeof(int64_t));
+            ThreadCounters* c = counters_of[static_cast<size_t>(other)];
+            if (c == nullptr) continue;
+            int64_t* r = c->runs.get();
+            uint64_t* map = c->touched.get();
+            for_each_touched_block(map, bins, w_lo, w_hi, [&](int64_t b0, int64_t b1) {
+                if (!any_failed) {
+                    for (int64_t b = b0; b < b1; ++b) table[b] += r[b] * mult;
+                    mark_touched(table_touched, static_cast<uint32_t>(b0));
+                }
+                std::memset(r + b0, 0, static_cast<size_t>(b1 - b0) * sizeof(int64_t));
+            });
+            for (int64_t w = w_lo; w < w_hi; ++w) map[w] = 0;
         }
     };
 #ifdef _OPENMP
@@ -496,8 +538,41 @@ inline void settle_small(int64_t* table, const uint32_t* touched, int64_t n_touc
     invalid_pred *= multiplicity;
 }
 
-// Pixels counted so far with an invalid target (row K+1) or, among evaluated
-// pixels, an invalid prediction (column K).
+// fn(bin, row, col) for every bin of the marked blocks of a table with `cols` columns.
+template <class Fn>
+inline void for_each_touched_bin(const uint64_t* map, int64_t bins, int64_t cols, Fn&& fn) {
+    for_each_touched_block(map, bins, 0, touched_words(bins), [&](int64_t b0, int64_t b1) {
+        int64_t row = b0 / cols, col = b0 % cols;
+        for (int64_t b = b0; b < b1; ++b) {
+            fn(b, row, col);
+            if (++col == cols) {
+                col = 0;
+                ++row;
+            }
+        }
+    });
+}
+
+// Pixels counted in `table` with an invalid target (row K+1) or, among
+// evaluated pixels, an invalid prediction (column K).
+inline void invalid_counts(const int64_t* table, const uint64_t* touched, int64_t k, int64_t& invalid_target,
+                           int64_t& invalid_pred) {
+    invalid_target = 0;
+    invalid_pred = 0;
+    for_each_touched_bin(touched, table_bins(k), table_cols(k), [&](int64_t b, int64_t row, int64_t col) {
+        if (row == k + 1) invalid_target += table[b];
+        else if (row < k && col == k) invalid_pred += table[b];
+    });
+}
+
+// out (K x K) += the class part of the working table.
+inline void add_class_counts(const int64_t* table, const uint64_t* touched, int64_t k, int64_t* out) {
+    for_each_touched_bin(touched, table_bins(k), table_cols(k), [&](int64_t b, int64_t row, int64_t col) {
+        if (row < k && col < k) out[row * k + col] += table[b];
+    });
+}
+
+// The same over a whole table, for callers that keep no touched map.
 inline void invalid_counts(const int64_t* table, int64_t k, int64_t& invalid_target, int64_t& invalid_pred) {
     const int64_t cols = table_cols(k);
     invalid_target = 0;
@@ -506,14 +581,20 @@ inline void invalid_counts(const int64_t* table, int64_t k, int64_t& invalid_tar
     for (int64_t r = 0; r < k; ++r) invalid_pred += table[r * cols + k];
 }
 
-// out (K x K) += the class part of the working table.
 inline void add_class_counts(const int64_t* table, int64_t k, int64_t* out) {
     const int64_t cols = table_cols(k);
     for (int64_t r = 0; r < k; ++r) {
-        const int64_t* src = table + r * cols;
-        int64_t* dst = out + r * k;
-        for (int64_t c = 0; c < k; ++c) dst[c] += src[c];
+        for (int64_t c = 0; c < k; ++c) out[r * k + c] += table[r * cols + c];
     }
+}
+
+// Zero the marked blocks of `table` and the map itself.
+inline void clear_touched(int64_t* table, uint64_t* touched, int64_t k) {
+    const int64_t bins = table_bins(k);
+    for_each_touched_block(touched, bins, 0, touched_words(bins), [&](int64_t b0, int64_t b1) {
+        std::memset(table + b0, 0, static_cast<size_t>(b1 - b0) * sizeof(int64_t));
+    });
+    std::memset(touched, 0, static_cast<size_t>(touched_words(bins)) * sizeof(uint64_t));
 }
 
 }  // namespace am
