@@ -8,12 +8,14 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "ade20k_metrics/confusion.hpp"
+#include "ade20k_metrics/stream.hpp"
 
 namespace py = pybind11;
 
@@ -91,7 +93,8 @@ auto with_label_types(int target_bytes, int pred_bytes, Fn&& fn) {
 // calls and a list of touched bins, so a 64 x 64 map costs no K^2 work.
 struct SmallScratch {
     std::vector<int64_t> table;
-    std::vector<uint32_t> touched;
+    std::vector<uint32_t> touched;     // bins touched by count_pairs_small
+    std::vector<uint64_t> touched_map; // blocks touched by count_pairs (see confusion.hpp)
 };
 
 // Histogram (target, pred) pairs and add them to `out` (K x K int64), or, if
@@ -180,10 +183,12 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     int64_t invalid_target = 0, invalid_pred = 0;
     int threads_used = 1;
 
+    thread_local SmallScratch scratch;
+    const auto bins = static_cast<size_t>(am::table_bins(num_classes));
+    if (scratch.table.size() < bins) scratch.table.resize(bins, 0);
+    const auto words = static_cast<size_t>(am::touched_words(static_cast<int64_t>(bins)));
+    if (scratch.touched_map.size() < words) scratch.touched_map.resize(words, 0);
     if (g.pixels < direct_below) {
-        thread_local SmallScratch scratch;
-        const auto bins = static_cast<size_t>(am::table_bins(num_classes));
-        if (scratch.table.size() < bins) scratch.table.resize(bins, 0);
         if (scratch.touched.size() < static_cast<size_t>(g.pixels) + 1) scratch.touched.resize(static_cast<size_t>(g.pixels) + 1);
         int64_t n_touched = 0;
         {
@@ -204,7 +209,15 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     opt.min_pixels_per_thread = min_pixels_per_thread;
     opt.flush_limit = flush_limit;
     opt.isa = isa;
-    std::vector<int64_t> table(static_cast<size_t>(am::table_bins(num_classes)), 0);
+    // The scratch table is all zeros between calls; zero it again however this call ends.
+    int64_t* table = scratch.table.data();
+    uint64_t* touched_map = scratch.touched_map.data();
+    struct ClearOnExit {
+        int64_t* table;
+        uint64_t* map;
+        int64_t k;
+        ~ClearOnExit() { am::clear_touched(table, map, k); }
+    } clear_on_exit{table, touched_map, num_classes};
     // Large inputs run in chunks with a look for Ctrl-C between them; the
     // counts only reach `out` once everything has been counted.
     const int64_t chunk = std::max<int64_t>(1, chunk_pixels) * std::max(1, n_threads);
@@ -213,16 +226,16 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
         {
             py::gil_scoped_release release;
             const am::KernelResult res = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
-                return am::count_pairs<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, opt, table.data(),
+                return am::count_pairs<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, opt, table, touched_map,
                                                                  begin, end);
             });
             threads_used = std::max(threads_used, res.threads);
         }
         if (end < g.pixels && PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
-    am::invalid_counts(table.data(), num_classes, invalid_target, invalid_pred);
+    am::invalid_counts(table, touched_map, num_classes, invalid_target, invalid_pred);
     // With the GIL held again, so concurrent updates of one matrix do not interleave.
-    if (invalid_target == 0 && invalid_pred == 0) am::add_class_counts(table.data(), num_classes, out_data);
+    if (invalid_target == 0 && invalid_pred == 0) am::add_class_counts(table, touched_map, num_classes, out_data);
     return py::make_tuple(invalid_target, invalid_pred, threads_used);
 }
 
@@ -240,6 +253,22 @@ int omp_max_threads() {
 #else
     return 1;
 #endif
+}
+
+// Benchmark helper: read a contiguous buffer once (the memory-bandwidth limit).
+uint64_t stream_read(const py::buffer& buf, int n_threads) {
+    const py::buffer_info info = buf.request();
+    bool contiguous = true;
+    py::ssize_t expected = info.itemsize;
+    for (py::ssize_t d = info.ndim - 1; d >= 0; --d) {
+        if (info.shape[static_cast<size_t>(d)] != 1 && info.strides[static_cast<size_t>(d)] != expected) contiguous = false;
+        expected *= info.shape[static_cast<size_t>(d)];
+    }
+    if (!contiguous) throw py::value_error("stream_read needs a C-contiguous buffer");
+    if (reinterpret_cast<uintptr_t>(info.ptr) % 8 != 0) throw py::value_error("stream_read needs an 8-byte aligned buffer");
+    const int64_t bytes = static_cast<int64_t>(info.size * info.itemsize);
+    py::gil_scoped_release release;
+    return am::stream_read(info.ptr, bytes, n_threads);
 }
 
 std::string simd() { return am::cpu_has_avx2() ? "avx2" : "portable"; }
@@ -262,5 +291,7 @@ PYBIND11_MODULE(_core, m) {
     register_logits(m);
     m.def("openmp_enabled", &openmp_enabled, "Whether the kernel was built with OpenMP.");
     m.def("omp_max_threads", &omp_max_threads, "OpenMP's default team size (1 without OpenMP).");
+    m.def("stream_read", &stream_read, py::arg("buffer"), py::arg("n_threads") = 1,
+          "Read a C-contiguous buffer once (benchmark memory limit); returns the OR of its words.");
     m.def("simd", &simd, "The vector instruction set the kernel uses on this CPU.");
 }
