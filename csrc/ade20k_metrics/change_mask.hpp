@@ -27,6 +27,11 @@ struct PortableMask {
         for (int j = 0; j < 64; ++j) m |= static_cast<uint64_t>(x[j] != x[j - 1]) << j;
         return m;
     }
+    // Where either map changes: bit j set when t[j] != t[j-1] or p[j] != p[j-1].
+    template <class T, class P>
+    static inline uint64_t pair_change_mask64(const T* t, const P* p) {
+        return change_mask64(t) | change_mask64(p);
+    }
 };
 
 #if AM_HAVE_AVX2_DISPATCH
@@ -84,6 +89,23 @@ struct Avx2Mask {
         uint64_t m = 0;
         for (int j = 0; j < 16; ++j) m |= static_cast<uint64_t>(neq4_u64(x + 4 * j)) << (4 * j);
         return m;
+    }
+    template <class T, class P>
+    AM_AVX2 static inline uint64_t pair_change_mask64(const T* t, const P* p) {
+        return change_mask64(t) | change_mask64(p);
+    }
+    // 8-bit pairs, the common case: one test decides a block without a change.
+    AM_AVX2 static inline uint64_t pair_change_mask64(const uint8_t* t, const uint8_t* p) {
+        using namespace avx2_detail;
+        const __m256i d0 = _mm256_or_si256(_mm256_xor_si256(load(t), load(t - 1)),
+                                           _mm256_xor_si256(load(p), load(p - 1)));
+        const __m256i d1 = _mm256_or_si256(_mm256_xor_si256(load(t + 32), load(t + 31)),
+                                           _mm256_xor_si256(load(p + 32), load(p + 31)));
+        if (_mm256_testz_si256(_mm256_or_si256(d0, d1), _mm256_or_si256(d0, d1))) return 0;
+        const __m256i zero = _mm256_setzero_si256();
+        const auto same0 = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(d0, zero)));
+        const auto same1 = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(d1, zero)));
+        return ~(static_cast<uint64_t>(same0) | (static_cast<uint64_t>(same1) << 32));
     }
 };
 

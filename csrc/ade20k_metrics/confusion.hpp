@@ -226,7 +226,7 @@ AM_INLINE void count_contiguous(const T* t, const P* p, int64_t n, const Coders&
     P run_p = p[0];
     int64_t i = 1;
     for (; i + 64 <= n; i += 64) {
-        uint64_t m = Mask::change_mask64(t + i) | Mask::change_mask64(p + i);
+        uint64_t m = Mask::pair_change_mask64(t + i, p + i);
         if (m == 0) continue;  // the current run goes on through the block
         if (__builtin_popcountll(m) > kScatterAbove) {
             tab.add_run(code.bin(run_t, run_p), i - run_start);
