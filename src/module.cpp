@@ -271,7 +271,10 @@ uint64_t stream_read(const py::buffer& buf, int n_threads) {
     return am::stream_read(info.ptr, bytes, n_threads);
 }
 
-std::string simd() { return am::cpu_has_avx2() ? "avx2" : "portable"; }
+std::string simd() {
+    if (am::cpu_has_avx512bw()) return "avx512bw";
+    return am::cpu_has_avx2() ? "avx2" : "portable";
+}
 
 }  // namespace
 

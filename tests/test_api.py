@@ -213,5 +213,5 @@ def test_label_map_is_applied_all_at_once():
 
 def test_build_info():
     assert isinstance(am.openmp_enabled(), bool)
-    assert am.simd() in ("avx2", "portable")
+    assert am.simd() in ("avx512bw", "avx2", "portable")
     assert am.default_threads() >= 1

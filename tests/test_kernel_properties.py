@@ -20,6 +20,7 @@ PATHS = {
     "parallel-wide-flush": {"min_pixels_per_thread": 1, "direct_below": 0},
     "direct": {"direct_below": 1 << 40},
     "portable": {"isa": 0, "min_pixels_per_thread": 1, "direct_below": 0},
+    "avx2": {"isa": 1, "direct_below": 0},
 }
 
 num_classes_st = st.one_of(st.integers(1, 8), st.integers(1, 300), st.integers(1, 1000))

@@ -48,7 +48,7 @@ struct KernelOptions {
     int64_t min_pixels_per_thread = int64_t(1) << 14;
     // Narrow counters are flushed after at most this many pixels (< 2^32).
     int64_t flush_limit = int64_t(1) << 31;
-    // -1: best the CPU has, 0: portable, 1: AVX2 (if present).
+    // -1: best the CPU has, 0: portable, 1: AVX2, 2: AVX-512BW (each if present).
     int isa = -1;
 };
 
@@ -319,6 +319,12 @@ void count_range_portable(const char* t0, const char* p0, const Geometry& g, int
 
 #if AM_HAVE_AVX2_DISPATCH
 template <class T, class P, class Sink>
+AM_AVX512 void count_range_avx512(const char* t0, const char* p0, const Geometry& g, int64_t begin,
+                                  int64_t end, const Coders<T, P>& code, Sink& tab) {
+    count_range_impl<Avx512Mask>(t0, p0, g, begin, end, code, tab);
+}
+
+template <class T, class P, class Sink>
 AM_AVX2 void count_range_avx2(const char* t0, const char* p0, const Geometry& g, int64_t begin,
                               int64_t end, const Coders<T, P>& code, Sink& tab) {
     count_range_impl<Avx2Mask>(t0, p0, g, begin, end, code, tab);
@@ -332,6 +338,7 @@ using RangeFn = void (*)(const char*, const char*, const Geometry&, int64_t, int
 template <class T, class P, class Sink>
 RangeFn<T, P, Sink> pick_range_fn(int isa) {
 #if AM_HAVE_AVX2_DISPATCH
+    if ((isa < 0 || isa >= 2) && cpu_has_avx512bw()) return &count_range_avx512<T, P, Sink>;
     if (isa != 0 && cpu_has_avx2()) return &count_range_avx2<T, P, Sink>;
 #endif
     (void)isa;
