@@ -9,6 +9,7 @@ quietly.
 from __future__ import annotations
 
 import operator
+import os
 
 import numpy as np
 
@@ -60,7 +61,46 @@ def check_num_classes(num_classes) -> int:
         raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}") from None
     if not 1 <= k <= MAX_CLASSES:
         raise ValueError(f"num_classes must be in [1, {MAX_CLASSES}], got {k}")
+    check_matrix_memory(k)
     return k
+
+
+def matrix_bytes(k: int) -> int:
+    """Memory one update with k classes needs at least: the K x K int64 matrix,
+    the kernel's (K+2) x (K+1) int64 working table and one thread's uint32 counters."""
+    bins = (k + 2) * (k + 1)
+    return k * k * 8 + bins * 8 + bins * 4
+
+
+def memory_limit() -> int | None:
+    """Bytes of memory this process can have: physical memory, capped by a cgroup limit."""
+    limit = None
+    try:
+        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                value = int(f.read())
+        except (OSError, ValueError):  # absent, or "max"
+            continue
+        limit = value if limit is None else min(limit, value)
+    return limit if limit and limit > 0 else None
+
+
+def check_matrix_memory(k: int) -> None:
+    # A dense matrix that cannot fit would otherwise fail deep inside an update
+    # (MemoryError at best, the OOM killer at worst): refuse it up front.
+    need = matrix_bytes(k)
+    if need < 1 << 26:  # any machine has 64 MiB; spare the per-call look-up
+        return
+    have = memory_limit()
+    if have is not None and need > have:
+        raise ValueError(
+            f"num_classes={k} needs about {need / 2**30:.1f} GiB for the dense confusion matrix and "
+            f"the kernel's working tables, more than the {have / 2**30:.1f} GiB of memory available "
+            f"to this process")
 
 
 def check_ignore_index(ignore_index) -> int | None:

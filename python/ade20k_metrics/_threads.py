@@ -3,6 +3,12 @@
 ``n_threads=None`` means OpenMP's default team size capped by the CPUs this
 process may actually run on (its affinity mask and, in a container, its cgroup
 CPU quota), so a 2-CPU container on a 64-core host does not start 64 threads.
+
+A process forked after the kernel ran a parallel region cannot start one
+itself with GNU OpenMP (libgomp): the child inherits the parent's thread pool
+bookkeeping but not its threads, and the next parallel region waits for them
+forever.  So a forked child counts on one thread, which never enters an
+OpenMP region (fork-based worker pools want one thread per worker anyway).
 """
 from __future__ import annotations
 
@@ -12,6 +18,17 @@ import os
 from functools import lru_cache
 
 from . import _core
+
+_forked_child = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _cgroup_cpu_limit() -> float | None:
@@ -53,10 +70,15 @@ def default_threads() -> int:
     return max(1, min(_core.omp_max_threads(), available_cpus()))
 
 
+def kernel_threads(n: int) -> int:
+    """The team size to run the kernel with now: ``n``, or 1 in a forked child."""
+    return 1 if _forked_child else n
+
+
 def resolve_threads(n_threads: int | None) -> int:
     """Check ``n_threads`` at the API boundary; None picks the default."""
     if n_threads is None:
-        return default_threads()
+        return kernel_threads(default_threads())
     if isinstance(n_threads, bool):
         raise TypeError("n_threads must be an int or None, got bool")
     try:
@@ -65,4 +87,4 @@ def resolve_threads(n_threads: int | None) -> int:
         raise TypeError(f"n_threads must be an int or None, got {type(n_threads).__name__}") from None
     if n < 1:
         raise ValueError(f"n_threads must be >= 1 (or None for the default), got {n}")
-    return min(n, 1024)
+    return kernel_threads(min(n, 1024))
