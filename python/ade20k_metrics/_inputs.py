@@ -5,30 +5,96 @@ non-array inputs are converted.  Non-integer labels are refused rather than
 cast, because a float label map is almost always a bug (logits or
 probabilities passed by mistake) and truncating it would give a wrong number
 quietly.
+
+What can come in, and what it costs:
+  NumPy arrays        used as they are (any strides).
+  CPU torch tensors   viewed through ``Tensor.numpy()`` (shared memory, no
+                      copy); torch is never imported here, a tensor is
+                      recognised by its class.  Tensors on another device are
+                      a TypeError that says to call ``.cpu()``: copying from a
+                      GPU behind the user's back would hide a slow transfer.
+  PIL images          ``np.asarray`` (PIL hands out a copy of its buffer);
+                      label modes only ("1", "L", "P", "I;16*", "I").  A colour
+                      image is a ValueError naming its mode: colour-coded label
+                      maps need a palette lookup that the caller must choose.
+  anything else       ``np.asarray``.
 """
 from __future__ import annotations
 
 import operator
 import os
+import sys
 
 import numpy as np
 
 MAX_CLASSES = 65534
 
 
+# PIL modes whose pixels are label values (not colours).
+_PIL_LABEL_MODES = frozenset({"1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def is_torch_tensor(x) -> bool:
+    """Whether x is a torch.Tensor (or a subclass), without importing torch."""
+    return any(c.__name__ == "Tensor" and c.__module__ == "torch" for c in type(x).__mro__)
+
+
+def _is_pil_image(x) -> bool:
+    return any(c.__name__ == "Image" and c.__module__ == "PIL.Image" for c in type(x).__mro__)
+
+
+def tensor_as_numpy(x, name: str) -> np.ndarray:
+    """A CPU torch tensor as an ndarray sharing its memory (no copy).
+
+    Tensors with ``requires_grad`` are read through ``detach()`` (a view):
+    metrics never take part in autograd.  Lazy conjugate/negative bits are
+    resolved first, which copies only when such a bit is set.
+    """
+    device = getattr(x, "device", None)
+    if device is None or device.type != "cpu":
+        raise TypeError(
+            f"{name} is a torch tensor on {device}; move it to the CPU first ({name}.cpu())")
+    if getattr(x, "layout", None) is not None and str(x.layout) != "torch.strided":
+        raise TypeError(f"{name} is a {x.layout} torch tensor; pass a dense one ({name}.to_dense())")
+    t = x.detach()
+    if t.is_conj():
+        t = t.resolve_conj()
+    if t.is_neg():
+        t = t.resolve_neg()
+    try:
+        return t.numpy()
+    except (TypeError, RuntimeError) as e:
+        raise TypeError(f"{name} is a torch tensor of dtype {x.dtype} that NumPy cannot read: {e}") from None
+
+
+def _pil_as_numpy(img, name: str) -> np.ndarray:
+    mode = img.mode
+    if mode not in _PIL_LABEL_MODES:
+        raise ValueError(
+            f"{name} is a PIL image in mode {mode!r}, which holds colours, not labels; label maps must be "
+            f"single-channel ('L', 'P', 'I;16' or 'I'): convert colours to label indices first")
+    return np.asarray(img)
+
+
 def as_labels(x, name: str) -> np.ndarray:
     """A label map as an integer ndarray without copying where possible."""
     if isinstance(x, np.ndarray):
         arr = x
+    elif is_torch_tensor(x):
+        arr = tensor_as_numpy(x, name)
+    elif _is_pil_image(x):
+        arr = _pil_as_numpy(x, name)
     else:
-        module = type(x).__module__
-        if module.startswith("torch") and getattr(x, "device", None) is not None and x.device.type != "cpu":
-            raise TypeError(
-                f"{name} is a torch tensor on {x.device}; move it to the CPU first ({name}.cpu())"
-            )
         if isinstance(x, (str, bytes)):
             raise TypeError(f"{name} must be an array of integer labels, got {type(x).__name__}")
-        arr = np.asarray(x)
+        try:
+            arr = np.asarray(x)
+        except ValueError as e:
+            if isinstance(x, (list, tuple)):
+                raise ValueError(
+                    f"{name} is a list of label maps of different shapes ({e}); "
+                    "ConfusionMatrix.update_many(preds, targets) counts such lists map by map") from None
+            raise
     kind = arr.dtype.kind
     if kind == "b":
         arr = arr.view(np.uint8)
@@ -43,8 +109,71 @@ def as_labels(x, name: str) -> np.ndarray:
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     if not arr.flags.aligned:
-        arr = np.ascontiguousarray(arr)
+        arr = arr.copy()  # a fresh allocation is aligned (ascontiguousarray keeps a contiguous misaligned view)
     return arr
+
+
+# Kernel codes of the score types update_logits reads (csrc/ade20k_metrics/argmax.hpp ScoreType).
+SCORE_TYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
+
+
+def as_scores(x, name: str = "logits") -> tuple[np.ndarray, int]:
+    """Class scores as (array, score type code) without copying where possible.
+
+    float32 and float16 are read as they are; a torch bfloat16 tensor, which
+    NumPy cannot represent, is passed as a view of its 16-bit patterns.  Other
+    dtypes are a TypeError: converting float64 scores would copy the largest
+    array of an evaluation, so the caller should do it knowingly.
+    """
+    if is_torch_tensor(x):
+        device = getattr(x, "device", None)
+        if device is None or device.type != "cpu":
+            raise TypeError(f"{name} is a torch tensor on {device}; move it to the CPU first ({name}.cpu()), "
+                            f"or take the argmax on the device and pass labels to update()")
+        if str(x.dtype) == "torch.bfloat16":
+            torch = sys.modules["torch"]  # x is a tensor, so torch is imported
+            return tensor_as_numpy(x.view(torch.int16), name), SCORE_TYPES["bfloat16"]
+        arr = tensor_as_numpy(x, name)
+    elif isinstance(x, np.ndarray):
+        arr = x
+    else:
+        arr = np.asarray(x)
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4):
+        raise TypeError(
+            f"{name} must hold float32 or float16 scores (or a bfloat16 torch tensor), got dtype {arr.dtype}"
+            + ("; integer arrays are label maps: pass them to update()" if arr.dtype.kind in "iub" else
+               f"; convert explicitly, e.g. {name}.astype(np.float32)"))
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if not arr.flags.aligned:
+        arr = arr.copy()  # a fresh allocation is aligned (ascontiguousarray keeps a contiguous misaligned view)
+    return arr, SCORE_TYPES["float32"] if arr.dtype.itemsize == 4 else SCORE_TYPES["float16"]
+
+
+def _is_sequence_of_maps(x) -> bool:
+    return isinstance(x, (list, tuple)) and not (len(x) > 0 and isinstance(x[0], (int, np.integer)))
+
+
+def label_pairs(preds, targets) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(pred, target) arrays of one map pair, or of each pair of two equally long lists of maps.
+
+    Every input is converted and shape-checked before anything is counted, so
+    a bad map anywhere in a list fails the whole list.
+    """
+    if _is_sequence_of_maps(preds) and _is_sequence_of_maps(targets):
+        if len(preds) != len(targets):
+            raise ValueError(f"preds and targets must be equally long lists, got {len(preds)} and {len(targets)}")
+        pairs = []
+        for i, (p, t) in enumerate(zip(preds, targets)):
+            pa, ta = as_labels(p, f"preds[{i}]"), as_labels(t, f"targets[{i}]")
+            if pa.shape != ta.shape:
+                raise ValueError(f"preds[{i}] and targets[{i}] must have the same shape, "
+                                 f"got {pa.shape} and {ta.shape}")
+            pairs.append((pa, ta))
+        return pairs
+    pa, ta = as_labels(preds, "pred"), as_labels(targets, "target")
+    check_pair(pa, ta)
+    return [(pa, ta)]
 
 
 def check_pair(pred: np.ndarray, target: np.ndarray) -> None:

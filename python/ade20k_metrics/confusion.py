@@ -341,3 +341,59 @@ class ConfusionMatrix:
         except ValueError as e:
             raise ValueError(f"cannot read a ConfusionMatrix from {os.fspath(path)!r}: {e}") from e
         return cls.from_state_dict(state, n_threads=n_threads)
+
+    # -- ecosystem: lists of maps, logits, torch.distributed -----------------
+    def update_many(self, preds, targets) -> ConfusionMatrix:
+        """Add equally long lists (or tuples) of maps whose sizes may differ; returns self.
+
+        All-or-nothing over the whole list: the maps are counted into a
+        temporary matrix that is added only after the last one succeeded.
+        A single (pred, target) pair is accepted too.
+        """
+        from ._inputs import label_pairs
+
+        pairs = label_pairs(preds, targets)
+        partial = np.zeros_like(self._matrix)
+        for p, t in pairs:
+            _count(p, t, partial, self.num_classes, self.ignore_index, self._threads, self._lookup(t.dtype))
+        self._matrix += partial
+        return self
+
+    def update_logits(self, logits, target, *, axis: int | None = None) -> ConfusionMatrix:
+        """Add argmax(logits, axis) against target, the argmax fused into the kernel; returns self.
+
+        ``logits``: float32 or float16 scores (NumPy or CPU torch; torch
+        bfloat16 too) of shape (N, C, H, W) or (C, H, W) with C = num_classes;
+        ``axis`` (default: the one before the last two) is the class axis.
+        Ties go to the lowest class, NaN wins (as numpy/torch argmax).
+        """
+        from .logits import update_logits
+
+        update_logits(self, logits, target, axis)
+        return self
+
+    def update_samples(self, indices, preds, targets) -> ConfusionMatrix:
+        """``update`` that also remembers each sample's matrix under its dataset index; returns self.
+
+        ``indices``: one int with one (pred, target) pair, or a sequence of N
+        ints with a batch (N, ...) or lists of N maps.  Lets
+        ``sync(dataset_size=...)`` drop the samples DistributedSampler
+        repeats (see ade20k_metrics.distributed).  All-or-nothing.
+        """
+        from .distributed import update_samples
+
+        update_samples(self, indices, preds, targets)
+        return self
+
+    def sync(self, group=None, *, dataset_size: int | None = None) -> ConfusionMatrix:
+        """Sum the matrix over the ranks of a torch.distributed group, exactly (int64); returns self.
+
+        With ``dataset_size`` (= len(dataset)), samples counted through
+        ``update_samples`` that DistributedSampler repeated to pad the last
+        batch are counted once (see ade20k_metrics.distributed).  Call once,
+        after the last update.
+        """
+        from .distributed import sync_matrix
+
+        sync_matrix(self, group=group, dataset_size=dataset_size)
+        return self

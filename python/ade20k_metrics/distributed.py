@@ -1,0 +1,200 @@
+"""Summing confusion matrices over torch.distributed ranks, exactly.
+
+``ConfusionMatrix.sync(group=None)`` replaces each rank's matrix with the sum
+over all ranks of the group: one int64 ``all_reduce`` (so no count is ever
+rounded), after a check that every rank has the same settings.  Call it once,
+after the last update; a second call would add the sums again.
+
+Padding samples.  ``DistributedSampler`` (drop_last=False) repeats a few
+dataset indices so that every rank gets the same number of samples; counted
+naively, those samples weigh twice.  To drop them, count through
+``ConfusionMatrix.update_samples(indices, preds, targets)``, which also keeps
+each sample's own matrix (sparse: its non-zero cells, typically a few hundred
+per image), and sync with ``dataset_size=len(dataset)``:
+
+  1. every rank sends the list of sample indices it counted (all_gather);
+  2. walking ranks in order (and each rank's samples in index order), the
+     first occurrence of an index is kept and every later one is dropped:
+     its rank subtracts that sample's matrix before the sum (the copies of a
+     padded sample are the same image, so which one is kept does not matter
+     for a deterministic model);
+  3. the indices must then be exactly 0 .. dataset_size-1, each once, or every
+     rank raises the same ValueError (nothing is summed, nothing changed).
+
+Counts added with plain ``update`` are summed as they are.  Memory: the
+sparse per-sample matrices of the samples a rank counted (for ADE20K's 2,000
+validation images, a few MB per rank), freed by ``sync``.
+"""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+# Per-sample records live on the accumulator as {index: [(flat cells, counts), ...]}.
+_RECORDS = "_sample_records"
+
+
+def _records(cm) -> dict:
+    rec = cm.__dict__.get(_RECORDS)
+    if rec is None:
+        rec = {}
+        cm.__dict__[_RECORDS] = rec
+    return rec
+
+
+def _index_list(indices) -> list[int]:
+    if hasattr(indices, "tolist"):  # numpy arrays, torch tensors (no torch import needed)
+        indices = indices.tolist()
+    out = []
+    for i in indices:
+        if isinstance(i, bool):
+            raise TypeError("indices must be ints, got bool")
+        try:
+            v = operator.index(i)
+        except TypeError:
+            raise TypeError(f"indices must be ints, got {type(i).__name__}") from None
+        if v < 0:
+            raise ValueError(f"sample indices must be >= 0, got {v}")
+        out.append(v)
+    return out
+
+
+def update_samples(cm, indices, preds, targets) -> None:
+    """Count samples and remember each one's matrix under its dataset index (all-or-nothing)."""
+    from ._inputs import as_labels, label_pairs
+    from .confusion import _count
+
+    if np.ndim(indices) == 0 and not isinstance(indices, (list, tuple)):
+        if isinstance(indices, bool):
+            raise TypeError("indices must be ints, got bool")
+        try:
+            index = operator.index(indices)
+        except TypeError:
+            raise TypeError(f"indices must be an int or a sequence of ints, got {type(indices).__name__}") from None
+        if index < 0:
+            raise ValueError(f"sample indices must be >= 0, got {index}")
+        index_list = [index]
+        pairs = label_pairs(preds, targets)
+    else:
+        index_list = _index_list(indices)
+        if isinstance(preds, (list, tuple)) and isinstance(targets, (list, tuple)):
+            pairs = label_pairs(preds, targets)
+        else:  # batches: the first axis is the sample
+            p, t = as_labels(preds, "preds"), as_labels(targets, "targets")
+            if p.shape != t.shape:
+                raise ValueError(f"preds and targets must have the same shape, got {p.shape} and {t.shape}")
+            if p.ndim == 0:
+                raise ValueError("a batch needs a first (sample) axis")
+            pairs = [(p[i], t[i]) for i in range(p.shape[0])]
+    if len(pairs) != len(index_list):
+        raise ValueError(f"got {len(index_list)} indices for {len(pairs)} samples")
+    k = cm.num_classes
+    sparse = []
+    total = np.zeros((k, k), dtype=np.int64)
+    one = np.zeros((k, k), dtype=np.int64)
+    for p, t in pairs:
+        one[...] = 0
+        _count(p, t, one, k, cm.ignore_index, cm._threads, cm._lookup(t.dtype))
+        flat = one.ravel()
+        cells = np.flatnonzero(flat)
+        sparse.append((cells.astype(np.int64), flat[cells].copy()))
+        total += one
+    # Everything counted: commit.
+    cm._matrix += total
+    records = _records(cm)
+    for index, rec in zip(index_list, sparse):
+        records.setdefault(index, []).append(rec)
+
+
+def _dist():
+    try:
+        import torch
+        import torch.distributed as dist
+    except ImportError as e:  # pragma: no cover - exercised only without torch
+        raise ImportError("ConfusionMatrix.sync needs PyTorch (pip install 'ade20k-metrics[torch]')") from e
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError("torch.distributed is not initialised; call torch.distributed.init_process_group first")
+    return torch, dist
+
+
+def _drop_duplicates(cm, gathered: list[list[int]], rank: int, dataset_size: int) -> np.ndarray:
+    """The local matrix minus this rank's repeated samples; raises the same error on every rank."""
+    seen: set[int] = set()
+    drop_here: list[tuple[int, int]] = []  # (index, occurrence on this rank)
+    for r, indices in enumerate(gathered):
+        occurrence: dict[int, int] = {}
+        for index in indices:
+            n = occurrence.get(index, 0)
+            occurrence[index] = n + 1
+            if index in seen:
+                if r == rank:
+                    drop_here.append((index, n))
+            else:
+                seen.add(index)
+    out_of_range = sorted(i for i in seen if i >= dataset_size)
+    if out_of_range:
+        raise ValueError(f"sample indices {out_of_range[:5]} are outside [0, dataset_size={dataset_size})")
+    if len(seen) != dataset_size:
+        missing = sorted(set(range(dataset_size)) - seen)
+        raise ValueError(f"{len(missing)} of dataset_size={dataset_size} samples were never counted with "
+                         f"update_samples on any rank, e.g. index {missing[0]}")
+    local = cm._matrix.copy()
+    flat = local.reshape(-1)
+    records = _records(cm)
+    for index, n in drop_here:
+        cells, counts = records[index][n]
+        flat[cells] -= counts
+    return local
+
+
+def sync_matrix(cm, group=None, dataset_size: int | None = None) -> None:
+    """Replace cm's matrix by the sum over the group's ranks (see the module docstring)."""
+    if dataset_size is not None:
+        if isinstance(dataset_size, bool):
+            raise TypeError("dataset_size must be an int or None, got bool")
+        try:
+            dataset_size = operator.index(dataset_size)
+        except TypeError:
+            raise TypeError(f"dataset_size must be an int or None, got {type(dataset_size).__name__}") from None
+        if dataset_size < 0:
+            raise ValueError(f"dataset_size must be >= 0, got {dataset_size}")
+    torch, dist = _dist()
+    world = dist.get_world_size(group)
+    rank = dist.get_rank(group)
+    records = _records(cm)
+    local_indices = []
+    if dataset_size is not None:
+        # Recording order per index is kept in the lists; order across indices: by index then occurrence.
+        for index in sorted(records):
+            local_indices.extend([index] * len(records[index]))
+    mine = (cm._settings(), dataset_size, local_indices)
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, mine, group=group)
+    settings = [g[0] for g in gathered]
+    if any(s != settings[0] for s in settings):
+        raise ValueError(f"ranks disagree on (num_classes, ignore_index, reduce_zero_label, label_map): {settings}")
+    sizes = [g[1] for g in gathered]
+    if any(s != sizes[0] for s in sizes):
+        raise ValueError(f"ranks disagree on dataset_size: {sizes}")
+    if dataset_size is not None:
+        local = _drop_duplicates(cm, [g[2] for g in gathered], rank, dataset_size)
+    else:
+        local = cm._matrix
+    # One collective for the counts and for a flag: a rank whose records do not
+    # match its matrix (reset() after update_samples) makes every rank raise,
+    # rather than one rank raising while the others wait for it.
+    k2 = local.size
+    buffer = np.zeros(k2 + 1, dtype=np.int64)
+    buffer[:k2] = local.reshape(-1)
+    buffer[k2] = int((local < 0).any())
+    tensor = torch.from_numpy(buffer)
+    if dist.get_backend(group) == "nccl":  # NCCL reduces device tensors only
+        tensor = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
+    result = tensor.cpu().numpy()
+    if result[k2]:
+        raise ValueError(f"{int(result[k2])} rank(s) hold per-sample records that do not match their matrix "
+                         "(reset() after update_samples?); nothing was summed")
+    cm._matrix[...] = result[:k2].reshape(local.shape)
+    records.clear()

@@ -1,0 +1,86 @@
+"""Confusion matrices straight from class scores (logits or probabilities).
+
+``ConfusionMatrix.update_logits(logits, target)`` takes the argmax over the
+class axis inside the counting pass (csrc/ade20k_metrics/argmax.hpp): the
+(N, H, W) label map a ``scores.argmax(1)`` would allocate never exists.
+
+Argmax rules are NumPy's and torch's: ties go to the lowest class index, a NaN
+score beats every number (the first NaN wins), and -0.0 ties with +0.0.
+"""
+from __future__ import annotations
+
+import contextlib
+import operator
+
+import numpy as np
+
+from . import _core, reference
+from ._inputs import as_labels, as_scores
+
+# Kernel tuning (ArgmaxOptions in argmax.hpp), changed only by tests and
+# benchmarks through ``argmax_options``; results never depend on it.
+_ARGMAX_OPTIONS: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def argmax_options(**options: int):
+    """Temporarily override tile, min_scores_per_thread, isa or chunk_pixels (tests, benchmarks)."""
+    allowed = {"tile", "min_scores_per_thread", "isa", "chunk_pixels"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise TypeError(f"unknown argmax options {sorted(unknown)}; allowed: {sorted(allowed)}")
+    saved = dict(_ARGMAX_OPTIONS)
+    _ARGMAX_OPTIONS.update(options)
+    try:
+        yield
+    finally:
+        _ARGMAX_OPTIONS.clear()
+        _ARGMAX_OPTIONS.update(saved)
+
+
+def class_axis(scores_ndim: int, target_ndim: int, axis) -> int:
+    """The class axis of the scores, checked; None: the axis before the two spatial ones."""
+    if scores_ndim != target_ndim + 1:
+        raise ValueError(
+            f"logits must have one dimension more than target (the class axis), got {scores_ndim}-d logits "
+            f"and a {target_ndim}-d target")
+    if axis is None:
+        return max(0, scores_ndim - 3)
+    if isinstance(axis, bool):
+        raise TypeError("axis must be an int or None, got bool")
+    try:
+        a = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an int or None, got {type(axis).__name__}") from None
+    if not -scores_ndim <= a < scores_ndim:
+        raise ValueError(f"axis {a} is out of range for {scores_ndim}-d logits")
+    return a % scores_ndim
+
+
+def update_logits(cm, logits, target, axis=None) -> None:
+    """Add argmax(logits, axis) vs target to ``cm``'s matrix, or raise leaving it unchanged."""
+    scores, score_type = as_scores(logits, "logits")
+    t = as_labels(target, "target")
+    a = class_axis(scores.ndim, t.ndim, axis)
+    spatial = scores.shape[:a] + scores.shape[a + 1:]
+    if spatial != t.shape:
+        raise ValueError(f"logits of shape {scores.shape} (classes on axis {a}) do not match target of "
+                         f"shape {t.shape}")
+    if scores.shape[a] != cm.num_classes:
+        raise ValueError(f"logits have {scores.shape[a]} classes on axis {a}, the matrix has "
+                         f"num_classes={cm.num_classes}")
+    lookup = cm._lookup(t.dtype)
+    lut, lut_lo, reduce_zero_label, label_map = lookup if lookup is not None else (None, 0, False, None)
+    bad_target, bad_pred, _ = _core.accumulate_argmax(
+        t, scores, score_type, a, cm._matrix, cm.num_classes, cm.ignore_index, lut, lut_lo, reduce_zero_label,
+        cm._threads, **_ARGMAX_OPTIONS)
+    if bad_target:
+        rows = reference.target_rows(t, cm.num_classes, cm.ignore_index, reduce_zero_label, label_map)
+        example = t[rows == reference.INVALID].flat[0]
+        kept = "" if cm.ignore_index is None else f" and not ignore_index={cm.ignore_index}"
+        raise ValueError(
+            f"target has {bad_target} label(s) outside [0, {cm.num_classes}){kept}, e.g. {int(example)}"
+            + (" (after reduce_zero_label/label_map)" if lookup is not None else ""))
+    if bad_pred:  # cannot happen with as many classes as the matrix; kept as a guard
+        raise RuntimeError(f"argmax produced {bad_pred} class indices outside the matrix")
+

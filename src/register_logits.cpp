@@ -1,0 +1,232 @@
+// ade20k_metrics._core.accumulate_argmax: the confusion matrix of argmax(scores)
+// against a target, binding csrc/ade20k_metrics/argmax.hpp.
+//
+// Same contract as accumulate (module.cpp): checks what only the buffers can
+// tell, dispatches on dtypes, releases the GIL around the kernel, adds to
+// `out` only when no evaluated label is invalid.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ade20k_metrics/argmax.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+// The target's label type; the same rules as module.cpp's label_type.
+struct TargetType {
+    int bytes;
+    bool is_signed;
+};
+
+TargetType target_type(const py::array& a) {
+    const py::dtype dt = a.dtype();
+    const char kind = dt.kind();
+    const int bytes = static_cast<int>(dt.itemsize());
+    if (!(kind == 'i' || kind == 'u' || kind == 'b') || !(bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8)) {
+        throw py::type_error("target labels must be integers, got dtype " + py::str(dt).cast<std::string>());
+    }
+    if (!dt.attr("isnative").cast<bool>()) throw py::value_error("target has non-native byte order; convert it first");
+    return {bytes, kind == 'i'};
+}
+
+uint64_t mask_of(TargetType tt) { return tt.bytes == 8 ? ~uint64_t(0) : (uint64_t(1) << (8 * tt.bytes)) - 1; }
+
+// v as the target type's unsigned bit pattern, if the type can hold v.
+std::optional<uint64_t> bits_of(int64_t v, TargetType tt) {
+    const int bits = 8 * tt.bytes;
+    if (tt.is_signed) {
+        if (bits < 64) {
+            const int64_t lo = -(int64_t(1) << (bits - 1)), hi = (int64_t(1) << (bits - 1)) - 1;
+            if (v < lo || v > hi) return std::nullopt;
+        }
+    } else {
+        if (v < 0) return std::nullopt;
+        if (bits < 64 && static_cast<uint64_t>(v) > mask_of(tt)) return std::nullopt;
+    }
+    return static_cast<uint64_t>(v) & mask_of(tt);
+}
+
+void check_score_dtype(const py::array& scores, int score_type) {
+    const py::dtype dt = scores.dtype();
+    const char kind = dt.kind();
+    const auto size = dt.itemsize();
+    bool ok = false;
+    switch (static_cast<am::ScoreType>(score_type)) {
+        case am::ScoreType::float32: ok = kind == 'f' && size == 4; break;
+        case am::ScoreType::float16: ok = kind == 'f' && size == 2; break;
+        case am::ScoreType::bfloat16: ok = (kind == 'i' || kind == 'u') && size == 2; break;
+        default: throw py::value_error("score_type must be 0 (float32), 1 (float16) or 2 (bfloat16 bits)");
+    }
+    if (!ok) {
+        throw py::type_error("scores dtype " + py::str(dt).cast<std::string>() + " does not match score_type " +
+                             std::to_string(score_type));
+    }
+    if (!dt.attr("isnative").cast<bool>()) throw py::value_error("scores have non-native byte order; convert them first");
+    // The kernel reads whole elements through typed pointers.
+    bool aligned = reinterpret_cast<uintptr_t>(scores.data()) % static_cast<uintptr_t>(size) == 0;
+    for (py::ssize_t d = 0; d < scores.ndim(); ++d) aligned = aligned && scores.strides(d) % size == 0;
+    if (!aligned) throw py::value_error("scores are not aligned; copy them first");
+}
+
+template <class Key, class T>
+am::KernelResult run(const void* t, const void* s, const am::Geometry& g, int64_t channels, int64_t cs,
+                     const am::TargetCoding& tc, const am::ArgmaxOptions& opt, int64_t* table, int64_t begin,
+                     int64_t end) {
+    return am::count_argmax_pairs<Key, T>(t, s, g, channels, cs, tc, opt, table, begin, end);
+}
+
+template <class Key>
+am::KernelResult dispatch_target(int target_bytes, const void* t, const void* s, const am::Geometry& g,
+                                 int64_t channels, int64_t cs, const am::TargetCoding& tc,
+                                 const am::ArgmaxOptions& opt, int64_t* table, int64_t begin, int64_t end) {
+    switch (target_bytes) {
+        case 1: return run<Key, uint8_t>(t, s, g, channels, cs, tc, opt, table, begin, end);
+        case 2: return run<Key, uint16_t>(t, s, g, channels, cs, tc, opt, table, begin, end);
+        case 4: return run<Key, uint32_t>(t, s, g, channels, cs, tc, opt, table, begin, end);
+        default: return run<Key, uint64_t>(t, s, g, channels, cs, tc, opt, table, begin, end);
+    }
+}
+
+am::KernelResult dispatch(int score_type, int target_bytes, const void* t, const void* s, const am::Geometry& g,
+                          int64_t channels, int64_t cs, const am::TargetCoding& tc, const am::ArgmaxOptions& opt,
+                          int64_t* table, int64_t begin, int64_t end) {
+    switch (static_cast<am::ScoreType>(score_type)) {
+        case am::ScoreType::float16:
+            return dispatch_target<am::detail::Float16Key>(target_bytes, t, s, g, channels, cs, tc, opt, table, begin, end);
+        case am::ScoreType::bfloat16:
+            return dispatch_target<am::detail::BFloat16Key>(target_bytes, t, s, g, channels, cs, tc, opt, table, begin, end);
+        default:
+            return dispatch_target<am::detail::Float32Key>(target_bytes, t, s, g, channels, cs, tc, opt, table, begin, end);
+    }
+}
+
+// Histogram (target, argmax over `axis` of scores) and add it to `out`, or, if
+// any evaluated target label is invalid, leave `out` untouched.  Returns
+// (invalid_target, invalid_pred, threads_used).
+py::tuple accumulate_argmax(const py::array& target, const py::array& scores, int score_type, int axis,
+                            py::array out, int64_t num_classes, std::optional<int64_t> ignore_index,
+                            std::optional<py::array> lut, int64_t lut_lo, bool reduce_zero_label, int n_threads,
+                            int64_t min_scores_per_thread, int64_t tile, int isa, int64_t chunk_pixels) {
+    if (num_classes < 1 || num_classes > 65534) {
+        throw py::value_error("num_classes must be in [1, 65534], got " + std::to_string(num_classes));
+    }
+    if (n_threads < 1) throw py::value_error("n_threads must be >= 1, got " + std::to_string(n_threads));
+    const TargetType tt = target_type(target);
+    check_score_dtype(scores, score_type);
+    const int nd = static_cast<int>(target.ndim());
+    if (scores.ndim() != nd + 1) throw py::value_error("scores must have one dimension more than target");
+    if (axis < 0 || axis > nd) throw py::value_error("axis out of range");
+    if (nd > am::kMaxDims) throw py::value_error("more than 64 dimensions");
+    const int64_t channels = scores.shape(axis);
+    if (channels < 1) throw py::value_error("scores have no classes along axis");
+    const py::dtype out_dt = out.dtype();
+    if (out_dt.kind() != 'i' || out_dt.itemsize() != 8 || !out_dt.attr("isnative").cast<bool>()) {
+        throw py::type_error("out must be a native int64 array");
+    }
+    if (out.ndim() != 2 || out.shape(0) != num_classes || out.shape(1) != num_classes ||
+        !(out.flags() & py::array::c_style) || !out.writeable()) {
+        throw py::value_error("out must be a writeable C-contiguous (num_classes, num_classes) array");
+    }
+    std::vector<int64_t> shape(static_cast<size_t>(nd)), ts(static_cast<size_t>(nd)), ss(static_cast<size_t>(nd));
+    for (int d = 0; d < nd; ++d) {
+        const int sd = d < axis ? d : d + 1;
+        if (scores.shape(sd) != target.shape(d)) throw py::value_error("scores and target differ in shape");
+        shape[static_cast<size_t>(d)] = target.shape(d);
+        ts[static_cast<size_t>(d)] = target.strides(d);
+        ss[static_cast<size_t>(d)] = scores.strides(sd);
+    }
+    const int64_t channel_stride = scores.strides(axis);
+
+    am::TargetCoding tc;
+    tc.num_classes = num_classes;
+    tc.limit = static_cast<uint64_t>(num_classes);
+    if (tt.is_signed) tc.limit = std::min<uint64_t>(tc.limit, uint64_t(1) << (8 * tt.bytes - 1));
+    if (ignore_index) {
+        if (auto bits = bits_of(*ignore_index, tt)) {
+            tc.has_ignore = true;
+            tc.ignore_bits = *bits;
+        }
+    }
+    if (lut) {
+        const py::array& l = *lut;
+        if (l.ndim() != 1 || l.dtype().kind() != 'i' || l.itemsize() != 4 || !(l.flags() & py::array::c_style)) {
+            throw py::type_error("lut must be a contiguous 1-d int32 array");
+        }
+        const auto size = static_cast<uint64_t>(l.shape(0));
+        if (tt.bytes < 8 && size > (uint64_t(1) << (8 * tt.bytes))) {
+            throw py::value_error("lut is longer than the target dtype's range");
+        }
+        const auto lo = bits_of(lut_lo, tt);
+        if (!lo) throw py::value_error("lut_lo is outside the target dtype's range");
+        const auto* v = static_cast<const int32_t*>(l.data());
+        for (uint64_t j = 0; j < size; ++j) {
+            if (v[j] < 0 || v[j] > num_classes + 1) throw py::value_error("lut values must be in [0, num_classes + 1]");
+        }
+        tc.lut = v;
+        tc.lut_lo_bits = *lo;
+        tc.lut_size = size;
+    }
+    if (reduce_zero_label) {
+        if (!tc.lut || ((uint64_t(0) - tc.lut_lo_bits) & mask_of(tt)) >= tc.lut_size) {
+            throw py::value_error("reduce_zero_label needs a lut that covers label 0");
+        }
+        tc.reduce_zero_label = true;
+        tc.type_min_bits = tt.is_signed ? (uint64_t(1) << (8 * tt.bytes - 1)) : 0;
+    }
+
+    am::Geometry g;
+    am::simplify_geometry(nd, shape.data(), ts.data(), ss.data(), g);
+    am::ArgmaxOptions opt;
+    opt.n_threads = n_threads;
+    opt.min_scores_per_thread = min_scores_per_thread;
+    opt.tile = tile;
+    opt.isa = isa;
+
+    std::vector<int64_t> table(static_cast<size_t>(am::table_bins(num_classes)), 0);
+    // Chunks with a look for Ctrl-C between them; `out` sees nothing until the end.
+    const int64_t chunk = std::max<int64_t>(1, chunk_pixels) * std::max(1, n_threads);
+    int threads_used = 1;
+    for (int64_t begin = 0; begin < g.pixels; begin += chunk) {
+        const int64_t end = std::min(g.pixels, begin + chunk);
+        {
+            py::gil_scoped_release release;
+            const am::KernelResult res = dispatch(score_type, tt.bytes, target.data(), scores.data(), g, channels,
+                                                  channel_stride, tc, opt, table.data(), begin, end);
+            threads_used = std::max(threads_used, res.threads);
+        }
+        if (end < g.pixels && PyErr_CheckSignals() != 0) throw py::error_already_set();
+    }
+    int64_t invalid_target = 0, invalid_pred = 0;
+    am::invalid_counts(table.data(), num_classes, invalid_target, invalid_pred);
+    if (invalid_target == 0 && invalid_pred == 0) {
+        auto* o = static_cast<int64_t*>(out.mutable_data());
+        const int64_t cols = am::table_cols(num_classes);
+        for (int64_t r = 0; r < num_classes; ++r) {
+            const int64_t* src = table.data() + r * cols;
+            int64_t* dst = o + r * num_classes;
+            for (int64_t c = 0; c < num_classes; ++c) dst[c] += src[c];
+        }
+    }
+    return py::make_tuple(invalid_target, invalid_pred, threads_used);
+}
+
+}  // namespace
+
+void register_logits(py::module_& m) {
+    const am::ArgmaxOptions defaults;
+    m.def("accumulate_argmax", &accumulate_argmax, py::arg("target"), py::arg("scores"), py::arg("score_type"),
+          py::arg("axis"), py::arg("out"), py::arg("num_classes"), py::arg("ignore_index"),
+          py::arg("lut") = py::none(), py::arg("lut_lo") = 0, py::arg("reduce_zero_label") = false,
+          py::arg("n_threads") = 1, py::arg("min_scores_per_thread") = defaults.min_scores_per_thread,
+          py::arg("tile") = defaults.tile, py::arg("isa") = -1, py::arg("chunk_pixels") = int64_t(1) << 22,
+          "Add the histogram of (target, argmax of scores over axis) to out unless a label is invalid; "
+          "returns (invalid_target, invalid_pred, threads_used).  score_type: 0 float32, 1 float16, "
+          "2 bfloat16 (passed as its 16-bit integer bits).");
+}
