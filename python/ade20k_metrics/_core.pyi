@@ -1,0 +1,51 @@
+# Type stubs for the C++ extension ade20k_metrics._core (src/module.cpp, src/register_logits.cpp).
+# Internal API: use ade20k_metrics.confusion_matrix / ConfusionMatrix.
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+def accumulate(
+    target: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    pred: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    out: npt.NDArray[np.int64],
+    num_classes: int,
+    ignore_index: int | None,
+    lut: npt.NDArray[np.int32] | None = None,
+    lut_lo: int = 0,
+    reduce_zero_label: bool = False,
+    n_threads: int = 1,
+    min_pixels_per_thread: int = ...,
+    direct_below: int = ...,
+    flush_limit: int = ...,
+    isa: int = -1,
+    chunk_pixels: int = ...,
+) -> tuple[int, int, int]:
+    """Add the (target, pred) histogram to out unless a label is invalid; returns (invalid_target, invalid_pred, threads_used)."""
+
+def accumulate_argmax(
+    target: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    scores: npt.NDArray[np.float32] | npt.NDArray[np.float16] | npt.NDArray[np.int16] | npt.NDArray[np.uint16],
+    score_type: int,
+    axis: int,
+    out: npt.NDArray[np.int64],
+    num_classes: int,
+    ignore_index: int | None,
+    lut: npt.NDArray[np.int32] | None = None,
+    lut_lo: int = 0,
+    reduce_zero_label: bool = False,
+    n_threads: int = 1,
+    min_scores_per_thread: int = ...,
+    tile: int = ...,
+    isa: int = -1,
+    chunk_pixels: int = ...,
+) -> tuple[int, int, int]:
+    """Add the (target, argmax of scores over axis) histogram to out unless a label is invalid.
+
+    score_type: 0 float32, 1 float16, 2 bfloat16 (passed as its 16-bit integer bits).
+    """
+
+def openmp_enabled() -> bool: ...
+def omp_max_threads() -> int: ...
+def stream_read(buffer: npt.NDArray[np.generic], n_threads: int = 1) -> int: ...
+def simd() -> str: ...
