@@ -261,3 +261,8 @@ def test_accumulator_compute_passes_convention_and_beta():
     m = cm.compute(convention="detectron2", beta=2.0)
     assert m.convention == "detectron2" and m.beta == 2.0
     assert m.miou == pytest.approx((1 / 3 + 2 / 3) / 2)
+
+
+def test_table_writes_large_counts_in_full():
+    text = am.compute_metrics(np.array([[12_345_678, 1], [0, 2]])).table()
+    assert "12345678" in text and "12345679" in text

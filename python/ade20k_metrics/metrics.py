@@ -165,17 +165,17 @@ class Metrics:
     miou: float
     macc: float
     aacc: float
-    precision: np.ndarray = field(repr=False, default=None)
-    dice: np.ndarray = field(repr=False, default=None)
-    fscore: np.ndarray = field(repr=False, default=None)
-    mprecision: float = float("nan")
-    mrecall: float = float("nan")
-    mdice: float = float("nan")
-    mfscore: float = float("nan")
-    fwiou: float = float("nan")
-    score: float = float("nan")
-    beta: float = 1.0
-    matrix: np.ndarray = field(repr=False, default=None, compare=False)
+    precision: np.ndarray = field(repr=False)
+    dice: np.ndarray = field(repr=False)
+    fscore: np.ndarray = field(repr=False)
+    mprecision: float
+    mrecall: float
+    mdice: float
+    mfscore: float
+    fwiou: float
+    score: float
+    beta: float
+    matrix: np.ndarray = field(repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -239,30 +239,22 @@ class Metrics:
         names = [str(n) for n in names]
         if len(names) != k:
             raise ValueError(f"names has {len(names)} entries for {k} classes")
-        if self.matrix is not None:
-            m = np.asarray(self.matrix)
-            gt_pixels, pred_pixels = m.sum(axis=1), m.sum(axis=0)
-        else:
-            gt_pixels = pred_pixels = None
+        gt_pixels, pred_pixels = self.matrix.sum(axis=1), self.matrix.sum(axis=0)
+
+        def count(x) -> str:
+            return str(int(x)) if self.matrix.dtype.kind in "iu" else f"{float(x):g}"
 
         def num(x) -> str:
             return "-" if math.isnan(float(x)) else f"{float(x):.{digits}f}"
 
         fname = "F1" if self.beta == 1.0 else f"F{self.beta:g}"
-        header = ["id", "class", "IoU", "Acc", "Precision", "Dice", fname]
-        if gt_pixels is not None:
-            header += ["GT pixels", "pred pixels"]
+        header = ["id", "class", "IoU", "Acc", "Precision", "Dice", fname, "GT pixels", "pred pixels"]
         rows = []
         for i in range(k):
-            row = [str(i), names[i], num(self.iou[i]), num(self.acc[i]), num(self.precision[i]),
-                   num(self.dice[i]), num(self.fscore[i])]
-            if gt_pixels is not None:
-                row += [str(int(gt_pixels[i])), str(int(pred_pixels[i]))]
-            rows.append(row)
+            rows.append([str(i), names[i], num(self.iou[i]), num(self.acc[i]), num(self.precision[i]),
+                         num(self.dice[i]), num(self.fscore[i]), count(gt_pixels[i]), count(pred_pixels[i])])
         means = ["", f"mean ({self.convention})", num(self.miou), num(self.macc), num(self.mprecision),
-                 num(self.mdice), num(self.mfscore)]
-        if gt_pixels is not None:
-            means += [str(int(gt_pixels.sum())), str(int(pred_pixels.sum()))]
+                 num(self.mdice), num(self.mfscore), count(gt_pixels.sum()), count(pred_pixels.sum())]
         widths = [max(len(r[c]) for r in [header, means, *rows]) for c in range(len(header))]
 
         def fmt(r):
