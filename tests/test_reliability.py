@@ -1041,3 +1041,75 @@ def test_ctrl_c_interrupts_a_very_large_call_and_loses_nothing():
             proc.communicate()
     assert out.strip() == "interrupted unchanged", (out, err[-3000:])
     assert proc.returncode == 0
+
+
+REENTRY_SCRIPT = """
+import signal, sys
+import numpy as np
+import ade20k_metrics as am
+from ade20k_metrics.confusion import kernel_options
+
+K_INNER = {k_inner}
+inner_wrong = inner_calls = 0
+busy = False
+
+def handler(signum, frame):
+    # A signal handler that counts too (a checkpoint on SIGTERM, a progress report on SIGALRM):
+    # it runs between the chunks of the outer call, on the same thread.
+    global busy, inner_wrong, inner_calls
+    if busy:
+        return
+    busy = True
+    labels = np.arange(K_INNER)
+    got = am.confusion_matrix(labels, labels.copy(), K_INNER)
+    inner_calls += 1
+    inner_wrong += not (got == np.eye(K_INNER, dtype=np.int64)).all()
+    busy = False
+
+signal.signal(signal.SIGALRM, handler)
+n = 20_000_000
+t = (np.arange(n) % 3).astype(np.uint8)
+p = ((np.arange(n) // 7) % 3).astype(np.uint8)
+expected = np.bincount(t.astype(np.int64) * 3 + p, minlength=9).reshape(3, 3)
+signal.setitimer(signal.ITIMER_REAL, 0.005, 0.005)
+outer_wrong = 0
+for _ in range(5):
+    with kernel_options(chunk_pixels=1 << 16):
+        outer_wrong += not (am.confusion_matrix(p, t, 3, n_threads=1) == expected).all()
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(f"outer_wrong={{outer_wrong}} inner_calls={{inner_calls}} inner_wrong={{inner_wrong}}")
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="bug in src/module.cpp: the thread_local scratch table is reused by a "
+                                       "call made from a signal handler run by PyErr_CheckSignals between chunks: "
+                                       "both results wrong (same K), heap corruption when the inner K is larger")
+@pytest.mark.parametrize("k_inner", [3, 1000])
+def test_a_signal_handler_that_counts_during_a_long_call(k_inner):
+    result = run_script(REENTRY_SCRIPT.format(k_inner=k_inner), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = dict(item.split("=") for item in result.stdout.split())
+    assert int(counts["inner_calls"]) > 0  # the handler did run during the outer calls
+    assert counts["outer_wrong"] == "0" and counts["inner_wrong"] == "0", result.stdout
+
+
+OVERFLOW_SCRIPT = """
+import numpy as np
+from ade20k_metrics import _core
+out = np.array([[2**63 - 1]], dtype=np.int64)
+x = np.zeros(1, np.uint8)
+try:
+    _core.accumulate(x, x, out, 1, None)
+except OverflowError:
+    print("OverflowError", out[0, 0] == 2**63 - 1)
+else:
+    print("added", int(out[0, 0]))
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="bug in src/module.cpp: adding to a count near 2**63 overflows int64 "
+                                       "(undefined behaviour, wraps to a negative count) instead of raising")
+def test_counts_that_would_overflow_int64_raise_and_leave_out_unchanged():
+    # In a subprocess: under UBSan the signed overflow aborts the interpreter.
+    result = run_script(OVERFLOW_SCRIPT, timeout=60)
+    assert result.stdout.strip() == "OverflowError True", (result.stdout, result.stderr[-2000:])
