@@ -98,3 +98,35 @@ def test_state_is_summed_by_torchmetrics_merge():
     m1 = am.reference.confusion_matrix(torch.argmax(l1, 1).numpy(), t1.numpy(), k)
     m2 = am.reference.confusion_matrix(torch.argmax(l2, 1).numpy(), t2.numpy(), k)
     np.testing.assert_array_equal(a.matrix.numpy(), m1 + m2)
+
+
+def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
+    import datetime
+    import os
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        metric = SegmentationMetrics(5)
+        logits, target = batches(k=5)[rank]  # each rank sees a different batch
+        metric.update(logits, target)
+        out = metric.compute()  # torchmetrics syncs the state (sum) before computing
+        np.savez(os.path.join(out_dir, f"rank{rank}.npz"), miou=out["miou"].item(),
+                 matrix=metric.matrix.numpy())  # state is restored to the local one after compute
+    finally:
+        dist.destroy_process_group()
+
+
+def test_torchmetrics_sync_sums_the_matrix_over_two_processes(tmp_path):
+    mp = pytest.importorskip("torch.multiprocessing")
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    local = []
+    for r, (logits, target) in enumerate(batches(k=5)[:2]):
+        local.append(am.reference.confusion_matrix(torch.argmax(logits, 1).numpy(), target.numpy(), 5))
+    expected_miou = am.compute_metrics(local[0] + local[1]).miou
+    for r in range(2):
+        with np.load(tmp_path / f"rank{r}.npz") as z:
+            assert float(z["miou"]) == pytest.approx(expected_miou)
+            np.testing.assert_array_equal(z["matrix"], local[r])
