@@ -97,6 +97,12 @@ struct SmallScratch {
     std::vector<uint64_t> touched_map; // blocks touched by count_pairs (see confusion.hpp)
 };
 
+[[noreturn]] void raise_overflow() {
+    PyErr_SetString(PyExc_OverflowError,
+                    "adding these counts would overflow the int64 matrix; nothing was added");
+    throw py::error_already_set();
+}
+
 // Histogram (target, pred) pairs and add them to `out` (K x K int64), or, if
 // any evaluated label is out of range, leave `out` untouched.  Returns
 // (invalid_target, invalid_pred, threads_used).
@@ -183,7 +189,22 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     int64_t invalid_target = 0, invalid_pred = 0;
     int threads_used = 1;
 
-    thread_local SmallScratch scratch;
+    // One scratch per OS thread, unless a call is already using it on this
+    // thread: a Python signal handler run between the chunks of a long call
+    // may count too, and must not share the outer call's table.
+    thread_local SmallScratch thread_scratch;
+    thread_local bool thread_scratch_busy = false;
+    SmallScratch own_scratch;
+    const bool nested = thread_scratch_busy;
+    SmallScratch& scratch = nested ? own_scratch : thread_scratch;
+    struct ReleaseOnExit {
+        bool nested;
+        bool& busy;
+        ~ReleaseOnExit() {
+            if (!nested) busy = false;
+        }
+    } release_on_exit{nested, thread_scratch_busy};
+    if (!nested) thread_scratch_busy = true;
     const auto bins = static_cast<size_t>(am::table_bins(num_classes));
     if (scratch.table.size() < bins) scratch.table.resize(bins, 0);
     const auto words = static_cast<size_t>(am::touched_words(static_cast<int64_t>(bins)));
@@ -199,8 +220,9 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
             });
         }
         // With the GIL held, so concurrent updates of one matrix do not interleave.
-        am::settle_small(scratch.table.data(), scratch.touched.data(), n_touched, num_classes, g.multiplicity,
-                         out_data, invalid_target, invalid_pred);
+        const bool fits = am::settle_small(scratch.table.data(), scratch.touched.data(), n_touched, num_classes,
+                                           g.multiplicity, out_data, invalid_target, invalid_pred);
+        if (!fits) raise_overflow();
         return py::make_tuple(invalid_target, invalid_pred, threads_used);
     }
 
@@ -220,9 +242,10 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     } clear_on_exit{table, touched_map, num_classes};
     // Large inputs run in chunks with a look for Ctrl-C between them; the
     // counts only reach `out` once everything has been counted.
-    const int64_t chunk = std::max<int64_t>(1, chunk_pixels) * std::max(1, n_threads);
-    for (int64_t begin = 0; begin < g.pixels; begin += chunk) {
-        const int64_t end = std::min(g.pixels, begin + chunk);
+    const int64_t team = std::max(1, n_threads);
+    const int64_t chunk = std::min(std::max<int64_t>(1, chunk_pixels), INT64_MAX / team) * team;
+    for (int64_t begin = 0, end = 0; begin < g.pixels; begin = end) {
+        end = g.pixels - begin <= chunk ? g.pixels : begin + chunk;
         {
             py::gil_scoped_release release;
             const am::KernelResult res = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
@@ -235,7 +258,10 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     }
     am::invalid_counts(table, touched_map, num_classes, invalid_target, invalid_pred);
     // With the GIL held again, so concurrent updates of one matrix do not interleave.
-    if (invalid_target == 0 && invalid_pred == 0) am::add_class_counts(table, touched_map, num_classes, out_data);
+    if (invalid_target == 0 && invalid_pred == 0) {
+        if (!am::class_counts_fit(table, touched_map, num_classes, out_data)) raise_overflow();
+        am::add_class_counts(table, touched_map, num_classes, out_data);
+    }
     return py::make_tuple(invalid_target, invalid_pred, threads_used);
 }
 

@@ -526,19 +526,26 @@ int64_t count_pairs_small(const void* target, const void* pred, const Geometry& 
 }
 
 // Count the invalid pixels among the touched bins; when there are none and
-// `out` (K x K) is given, add the counts (times `multiplicity`) to it.  Either
-// way the touched bins are zeroed.
-inline void settle_small(int64_t* table, const uint32_t* touched, int64_t n_touched, int64_t k,
+// `out` (K x K) is given, add the counts (times `multiplicity`) to it, unless
+// some entry of `out` would overflow int64 (then returns false and adds
+// nothing).  Either way the touched bins are zeroed.
+inline bool settle_small(int64_t* table, const uint32_t* touched, int64_t n_touched, int64_t k,
                          int64_t multiplicity, int64_t* out, int64_t& invalid_target, int64_t& invalid_pred) {
     const int64_t cols = table_cols(k);
     invalid_target = 0;
     invalid_pred = 0;
+    bool fits = true;
     for (int64_t j = 0; j < n_touched; ++j) {
         const int64_t bin = touched[j], row = bin / cols, col = bin % cols;
         if (row == k + 1) invalid_target += table[bin];
         else if (row < k && col == k) invalid_pred += table[bin];
+        else if (row < k && out != nullptr) {
+            int64_t add = 0, sum = 0;
+            fits = fits && !__builtin_mul_overflow(table[bin], multiplicity, &add) &&
+                   !__builtin_add_overflow(out[row * k + col], add, &sum);
+        }
     }
-    const bool apply = out != nullptr && invalid_target == 0 && invalid_pred == 0;
+    const bool apply = out != nullptr && fits && invalid_target == 0 && invalid_pred == 0;
     for (int64_t j = 0; j < n_touched; ++j) {
         const int64_t bin = touched[j], row = bin / cols, col = bin % cols;
         if (apply && row < k && col < k) out[row * k + col] += table[bin] * multiplicity;
@@ -546,6 +553,7 @@ inline void settle_small(int64_t* table, const uint32_t* touched, int64_t n_touc
     }
     invalid_target *= multiplicity;
     invalid_pred *= multiplicity;
+    return fits || invalid_target != 0 || invalid_pred != 0;  // invalid labels are reported first
 }
 
 // fn(bin, row, col) for every bin of the marked blocks of a table with `cols` columns.
@@ -580,6 +588,16 @@ inline void add_class_counts(const int64_t* table, const uint64_t* touched, int6
     for_each_touched_bin(touched, table_bins(k), table_cols(k), [&](int64_t b, int64_t row, int64_t col) {
         if (row < k && col < k) out[row * k + col] += table[b];
     });
+}
+
+// Whether out (K x K) += the class part of the table stays within int64.
+inline bool class_counts_fit(const int64_t* table, const uint64_t* touched, int64_t k, const int64_t* out) {
+    bool fits = true;
+    for_each_touched_bin(touched, table_bins(k), table_cols(k), [&](int64_t b, int64_t row, int64_t col) {
+        int64_t sum = 0;
+        if (row < k && col < k) fits = fits && !__builtin_add_overflow(out[row * k + col], table[b], &sum);
+    });
+    return fits;
 }
 
 // The same over a whole table, for callers that keep no touched map.

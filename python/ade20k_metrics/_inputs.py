@@ -95,6 +95,8 @@ def as_labels(x, name: str) -> np.ndarray:
                     f"{name} is a list of label maps of different shapes ({e}); "
                     "ConfusionMatrix.update_many(preds, targets) counts such lists map by map") from None
             raise
+    if arr.size == 0 and not isinstance(x, np.ndarray) and arr.dtype == np.float64:
+        arr = arr.astype(np.int64)  # an empty list has no dtype of its own: it counts nothing
     kind = arr.dtype.kind
     if kind == "b":
         arr = arr.view(np.uint8)

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _core, reference
 from ._inputs import as_labels, check_ignore_index, check_num_classes, check_pair
-from ._threads import resolve_threads
+from ._threads import kernel_threads, resolve_threads
 
 # Kernel tuning (see csrc/ade20k_metrics/confusion.hpp KernelOptions), changed
 # only through ``kernel_options`` by tests and benchmarks that force a code path.
@@ -44,7 +44,7 @@ def _count(pred: np.ndarray, target: np.ndarray, out: np.ndarray, num_classes: i
     """Add the histogram of (target, pred) to ``out``, or raise leaving it unchanged."""
     lut, lut_lo, reduce_zero_label, _ = lookup if lookup is not None else (None, 0, False, None)
     bad_target, bad_pred, _ = _core.accumulate(
-        target, pred, out, num_classes, ignore_index, lut, lut_lo, reduce_zero_label, n_threads,
+        target, pred, out, num_classes, ignore_index, lut, lut_lo, reduce_zero_label, kernel_threads(n_threads),
         **_KERNEL_OPTIONS)
     if bad_target or bad_pred:
         _raise_invalid(pred, target, num_classes, ignore_index, bad_target, bad_pred, lookup)
@@ -67,6 +67,12 @@ def _raise_invalid(pred, target, num_classes, ignore_index, bad_target, bad_pred
     example = p[bad].flat[0]
     raise ValueError(
         f"pred has {bad_pred} label(s) outside [0, {num_classes}) at evaluated pixels, e.g. {int(example)}")
+
+
+def _ragged(preds, targets) -> bool:
+    """Whether two lists hold label maps (not scalars) of more than one shape."""
+    shapes = {np.shape(x) for x in (*preds, *targets)}
+    return len(shapes) > 1 and all(len(s) > 0 for s in shapes)
 
 
 def confusion_matrix(pred, target, num_classes: int, *, ignore_index: int | None = 255,
@@ -187,7 +193,13 @@ class ConfusionMatrix:
         return lookup
 
     def update(self, pred, target) -> ConfusionMatrix:
-        """Add one label map (or a batch of any shape) to the matrix; returns self."""
+        """Add one label map (or a batch of any shape) to the matrix; returns self.
+
+        Lists or tuples of maps whose sizes differ go through ``update_many``
+        (all-or-nothing over the whole list).
+        """
+        if isinstance(pred, (list, tuple)) and isinstance(target, (list, tuple)) and _ragged(pred, target):
+            return self.update_many(pred, target)
         p = as_labels(pred, "pred")
         t = as_labels(target, "target")
         check_pair(p, t)
@@ -214,6 +226,7 @@ class ConfusionMatrix:
 
     def reset(self) -> ConfusionMatrix:
         self._matrix[...] = 0
+        self.__dict__.pop("_sample_records", None)  # per-sample records of update_samples (distributed.py)
         return self
 
     # -- combining ----------------------------------------------------------
@@ -293,6 +306,8 @@ class ConfusionMatrix:
             raise TypeError(f"state matrix must hold integers, got dtype {matrix.dtype}")
         if matrix.size and matrix.min() < 0:
             raise ValueError("state matrix has negative counts")
+        if matrix.size and matrix.dtype.kind == "u" and int(matrix.max()) > np.iinfo(np.int64).max:
+            raise ValueError("state matrix has counts too large for int64")
         cm._matrix[...] = matrix
         return cm
 
@@ -322,12 +337,16 @@ class ConfusionMatrix:
     @classmethod
     def load(cls, path, *, n_threads: int | None = None) -> ConfusionMatrix:
         """Read a file written by ``save``; a corrupt or foreign file is a ValueError."""
+        where = os.fspath(path)
         try:
-            with np.load(os.fspath(path), allow_pickle=False) as z:
+            # Opened here, so the file is closed whatever np.load makes of it.
+            with open(where, "rb") as f, np.load(f, allow_pickle=False) as z:
                 if str(z["format"]) != "ade20k_metrics.ConfusionMatrix":
                     raise ValueError("not an ade20k_metrics ConfusionMatrix file")
                 ignore = z["ignore_index"]
                 pairs = z["label_map"]
+                if pairs.ndim != 2 or pairs.shape[1:] != (2,) or pairs.dtype.kind not in "iu":
+                    raise ValueError(f"label_map must be (n, 2) integers, got {pairs.dtype} {pairs.shape}")
                 state = {
                     "version": int(z["version"]),
                     "num_classes": int(z["num_classes"]),
@@ -336,11 +355,9 @@ class ConfusionMatrix:
                     "label_map": {int(a): int(b) for a, b in pairs} or None,
                     "matrix": z["matrix"],
                 }
-        except (KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"cannot read a ConfusionMatrix from {os.fspath(path)!r}: {e}") from e
-        except ValueError as e:
-            raise ValueError(f"cannot read a ConfusionMatrix from {os.fspath(path)!r}: {e}") from e
-        return cls.from_state_dict(state, n_threads=n_threads)
+                return cls.from_state_dict(state, n_threads=n_threads)
+        except Exception as e:  # a corrupt zip can raise almost anything (NotImplementedError, RuntimeError, ...)
+            raise ValueError(f"cannot read a ConfusionMatrix from {where!r}: {type(e).__name__}: {e}") from e
 
     # -- ecosystem: lists of maps, logits, torch.distributed -----------------
     def update_many(self, preds, targets) -> ConfusionMatrix:
