@@ -15,58 +15,13 @@
 #include <vector>
 
 #include "ade20k_metrics/confusion.hpp"
+#include "binding_common.hpp"
 #include "ade20k_metrics/stream.hpp"
 
 namespace py = pybind11;
+using namespace am_binding;
 
 namespace {
-
-struct LabelType {
-    int bytes;
-    bool is_signed;
-};
-
-LabelType label_type(const py::array& a, const char* name) {
-    const py::dtype dt = a.dtype();
-    const char kind = dt.kind();
-    const int bytes = static_cast<int>(dt.itemsize());
-    const bool integer = kind == 'i' || kind == 'u' || kind == 'b';
-    if (!integer || !(bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8)) {
-        throw py::type_error(std::string(name) + " labels must be integers, got dtype " +
-                             py::str(dt).cast<std::string>());
-    }
-    if (!dt.attr("isnative").cast<bool>()) {
-        throw py::value_error(std::string(name) + " has non-native byte order; convert it first");
-    }
-    return {bytes, kind == 'i'};
-}
-
-// Largest unsigned raw value below which labels are classes (see labels.hpp).
-uint64_t class_limit(int64_t k, LabelType lt) {
-    uint64_t limit = static_cast<uint64_t>(k);
-    if (lt.is_signed) limit = std::min<uint64_t>(limit, uint64_t(1) << (8 * lt.bytes - 1));
-    return limit;
-}
-
-uint64_t type_mask(LabelType lt) {
-    return lt.bytes == 8 ? ~uint64_t(0) : (uint64_t(1) << (8 * lt.bytes)) - 1;
-}
-
-// v as the unsigned bit pattern of the label type, if the type can hold v.
-std::optional<uint64_t> bits_in(int64_t v, LabelType lt) {
-    const int bits = 8 * lt.bytes;
-    const uint64_t mask = type_mask(lt);
-    if (lt.is_signed) {
-        if (bits < 64) {
-            const int64_t lo = -(int64_t(1) << (bits - 1)), hi = (int64_t(1) << (bits - 1)) - 1;
-            if (v < lo || v > hi) return std::nullopt;
-        }
-    } else {
-        if (v < 0) return std::nullopt;
-        if (bits < 64 && static_cast<uint64_t>(v) > mask) return std::nullopt;
-    }
-    return static_cast<uint64_t>(v) & mask;
-}
 
 // Calls fn(T{}, P{}) with the unsigned storage types of target and pred.
 template <class T, class Fn>
@@ -97,12 +52,6 @@ struct SmallScratch {
     std::vector<uint64_t> touched_map; // blocks touched by count_pairs (see confusion.hpp)
 };
 
-[[noreturn]] void raise_overflow() {
-    PyErr_SetString(PyExc_OverflowError,
-                    "adding these counts would overflow the int64 matrix; nothing was added");
-    throw py::error_already_set();
-}
-
 // Histogram (target, pred) pairs and add them to `out` (K x K int64), or, if
 // any evaluated label is out of range, leave `out` untouched.  Returns
 // (invalid_target, invalid_pred, threads_used).
@@ -110,63 +59,15 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
                      std::optional<int64_t> ignore_index, std::optional<py::array> lut, int64_t lut_lo,
                      bool reduce_zero_label, int n_threads, int64_t min_pixels_per_thread, int64_t direct_below,
                      int64_t flush_limit, int isa, int64_t chunk_pixels) {
-    if (num_classes < 1 || num_classes > 65534) {
-        throw py::value_error("num_classes must be in [1, 65534], got " + std::to_string(num_classes));
-    }
-    if (n_threads < 1) throw py::value_error("n_threads must be >= 1, got " + std::to_string(n_threads));
+    check_counts(num_classes, n_threads);
     const LabelType tt = label_type(target, "target");
     const LabelType pt = label_type(pred, "pred");
     if (target.ndim() != pred.ndim()) throw py::value_error("target and pred differ in number of dimensions");
     for (py::ssize_t d = 0; d < target.ndim(); ++d) {
         if (target.shape(d) != pred.shape(d)) throw py::value_error("target and pred differ in shape");
     }
-    const py::dtype out_dt = out.dtype();
-    if (out_dt.kind() != 'i' || out_dt.itemsize() != 8 || !out_dt.attr("isnative").cast<bool>()) {
-        throw py::type_error("out must be a native int64 array");
-    }
-    if (out.ndim() != 2 || out.shape(0) != num_classes || out.shape(1) != num_classes ||
-        !(out.flags() & py::array::c_style) || !out.writeable()) {
-        throw py::value_error("out must be a writeable C-contiguous (num_classes, num_classes) array");
-    }
-
-    am::TargetCoding tc;
-    tc.num_classes = num_classes;
-    tc.limit = class_limit(num_classes, tt);
-    if (ignore_index) {
-        if (auto bits = bits_in(*ignore_index, tt)) {
-            tc.has_ignore = true;
-            tc.ignore_bits = *bits;
-        }
-    }
-    std::vector<int32_t> lut_copy;
-    if (lut) {
-        const py::array& l = *lut;
-        if (l.ndim() != 1 || l.dtype().kind() != 'i' || l.itemsize() != 4 ||
-            !(l.flags() & py::array::c_style)) {
-            throw py::type_error("lut must be a contiguous 1-d int32 array");
-        }
-        const auto size = static_cast<uint64_t>(l.shape(0));
-        if (tt.bytes < 8 && size > (uint64_t(1) << (8 * tt.bytes))) {
-            throw py::value_error("lut is longer than the target dtype's range");
-        }
-        const auto lo = bits_in(lut_lo, tt);
-        if (!lo) throw py::value_error("lut_lo is outside the target dtype's range");
-        const auto* v = static_cast<const int32_t*>(l.data());
-        for (uint64_t j = 0; j < size; ++j) {
-            if (v[j] < 0 || v[j] > num_classes + 1) throw py::value_error("lut values must be in [0, num_classes + 1]");
-        }
-        tc.lut = v;
-        tc.lut_lo_bits = *lo;
-        tc.lut_size = size;
-    }
-    if (reduce_zero_label) {
-        // Label 0 must be in the lookup: lo <= 0 < lo + size, in the type's wrap-around.
-        if (!tc.lut || ((uint64_t(0) - tc.lut_lo_bits) & type_mask(tt)) >= tc.lut_size) {
-            throw py::value_error("reduce_zero_label needs a lut that covers label 0");
-        }
-        tc.reduce_zero_label = true;
-        tc.type_min_bits = tt.is_signed ? (uint64_t(1) << (8 * tt.bytes - 1)) : 0;
-    }
+    int64_t* out_data = checked_out(out, num_classes);
+    const am::TargetCoding tc = target_coding(tt, num_classes, ignore_index, lut, lut_lo, reduce_zero_label);
     am::PredCoding pc;
     pc.num_classes = num_classes;
     pc.limit = class_limit(num_classes, pt);
@@ -183,7 +84,6 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     am::simplify_geometry(nd, shape.data(), ts.data(), ps.data(), g);
 
 
-    auto* out_data = static_cast<int64_t*>(out.mutable_data());
     const void* t_data = target.data();
     const void* p_data = pred.data();
     int64_t invalid_target = 0, invalid_pred = 0;
@@ -242,8 +142,7 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     } clear_on_exit{table, touched_map, num_classes};
     // Large inputs run in chunks with a look for Ctrl-C between them; the
     // counts only reach `out` once everything has been counted.
-    const int64_t team = std::max(1, n_threads);
-    const int64_t chunk = std::min(std::max<int64_t>(1, chunk_pixels), INT64_MAX / team) * team;
+    const int64_t chunk = chunk_size(chunk_pixels, n_threads);
     for (int64_t begin = 0, end = 0; begin < g.pixels; begin = end) {
         end = g.pixels - begin <= chunk ? g.pixels : begin + chunk;
         {

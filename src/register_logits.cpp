@@ -14,44 +14,12 @@
 #include <vector>
 
 #include "ade20k_metrics/argmax.hpp"
+#include "binding_common.hpp"
 
 namespace py = pybind11;
+using namespace am_binding;
 
 namespace {
-
-// The target's label type; the same rules as module.cpp's label_type.
-struct TargetType {
-    int bytes;
-    bool is_signed;
-};
-
-TargetType target_type(const py::array& a) {
-    const py::dtype dt = a.dtype();
-    const char kind = dt.kind();
-    const int bytes = static_cast<int>(dt.itemsize());
-    if (!(kind == 'i' || kind == 'u' || kind == 'b') || !(bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8)) {
-        throw py::type_error("target labels must be integers, got dtype " + py::str(dt).cast<std::string>());
-    }
-    if (!dt.attr("isnative").cast<bool>()) throw py::value_error("target has non-native byte order; convert it first");
-    return {bytes, kind == 'i'};
-}
-
-uint64_t mask_of(TargetType tt) { return tt.bytes == 8 ? ~uint64_t(0) : (uint64_t(1) << (8 * tt.bytes)) - 1; }
-
-// v as the target type's unsigned bit pattern, if the type can hold v.
-std::optional<uint64_t> bits_of(int64_t v, TargetType tt) {
-    const int bits = 8 * tt.bytes;
-    if (tt.is_signed) {
-        if (bits < 64) {
-            const int64_t lo = -(int64_t(1) << (bits - 1)), hi = (int64_t(1) << (bits - 1)) - 1;
-            if (v < lo || v > hi) return std::nullopt;
-        }
-    } else {
-        if (v < 0) return std::nullopt;
-        if (bits < 64 && static_cast<uint64_t>(v) > mask_of(tt)) return std::nullopt;
-    }
-    return static_cast<uint64_t>(v) & mask_of(tt);
-}
 
 void check_score_dtype(const py::array& scores, int score_type) {
     const py::dtype dt = scores.dtype();
@@ -114,11 +82,8 @@ py::tuple accumulate_argmax(const py::array& target, const py::array& scores, in
                             py::array out, int64_t num_classes, std::optional<int64_t> ignore_index,
                             std::optional<py::array> lut, int64_t lut_lo, bool reduce_zero_label, int n_threads,
                             int64_t min_scores_per_thread, int64_t tile, int isa, int64_t chunk_pixels) {
-    if (num_classes < 1 || num_classes > 65534) {
-        throw py::value_error("num_classes must be in [1, 65534], got " + std::to_string(num_classes));
-    }
-    if (n_threads < 1) throw py::value_error("n_threads must be >= 1, got " + std::to_string(n_threads));
-    const TargetType tt = target_type(target);
+    check_counts(num_classes, n_threads);
+    const LabelType tt = label_type(target, "target");
     check_score_dtype(scores, score_type);
     const int nd = static_cast<int>(target.ndim());
     if (scores.ndim() != nd + 1) throw py::value_error("scores must have one dimension more than target");
@@ -126,14 +91,7 @@ py::tuple accumulate_argmax(const py::array& target, const py::array& scores, in
     if (nd > am::kMaxDims) throw py::value_error("more than 64 dimensions");
     const int64_t channels = scores.shape(axis);
     if (channels < 1) throw py::value_error("scores have no classes along axis");
-    const py::dtype out_dt = out.dtype();
-    if (out_dt.kind() != 'i' || out_dt.itemsize() != 8 || !out_dt.attr("isnative").cast<bool>()) {
-        throw py::type_error("out must be a native int64 array");
-    }
-    if (out.ndim() != 2 || out.shape(0) != num_classes || out.shape(1) != num_classes ||
-        !(out.flags() & py::array::c_style) || !out.writeable()) {
-        throw py::value_error("out must be a writeable C-contiguous (num_classes, num_classes) array");
-    }
+    int64_t* out_data = checked_out(out, num_classes);
     std::vector<int64_t> shape(static_cast<size_t>(nd)), ts(static_cast<size_t>(nd)), ss(static_cast<size_t>(nd));
     for (int d = 0; d < nd; ++d) {
         const int sd = d < axis ? d : d + 1;
@@ -144,42 +102,7 @@ py::tuple accumulate_argmax(const py::array& target, const py::array& scores, in
     }
     const int64_t channel_stride = scores.strides(axis);
 
-    am::TargetCoding tc;
-    tc.num_classes = num_classes;
-    tc.limit = static_cast<uint64_t>(num_classes);
-    if (tt.is_signed) tc.limit = std::min<uint64_t>(tc.limit, uint64_t(1) << (8 * tt.bytes - 1));
-    if (ignore_index) {
-        if (auto bits = bits_of(*ignore_index, tt)) {
-            tc.has_ignore = true;
-            tc.ignore_bits = *bits;
-        }
-    }
-    if (lut) {
-        const py::array& l = *lut;
-        if (l.ndim() != 1 || l.dtype().kind() != 'i' || l.itemsize() != 4 || !(l.flags() & py::array::c_style)) {
-            throw py::type_error("lut must be a contiguous 1-d int32 array");
-        }
-        const auto size = static_cast<uint64_t>(l.shape(0));
-        if (tt.bytes < 8 && size > (uint64_t(1) << (8 * tt.bytes))) {
-            throw py::value_error("lut is longer than the target dtype's range");
-        }
-        const auto lo = bits_of(lut_lo, tt);
-        if (!lo) throw py::value_error("lut_lo is outside the target dtype's range");
-        const auto* v = static_cast<const int32_t*>(l.data());
-        for (uint64_t j = 0; j < size; ++j) {
-            if (v[j] < 0 || v[j] > num_classes + 1) throw py::value_error("lut values must be in [0, num_classes + 1]");
-        }
-        tc.lut = v;
-        tc.lut_lo_bits = *lo;
-        tc.lut_size = size;
-    }
-    if (reduce_zero_label) {
-        if (!tc.lut || ((uint64_t(0) - tc.lut_lo_bits) & mask_of(tt)) >= tc.lut_size) {
-            throw py::value_error("reduce_zero_label needs a lut that covers label 0");
-        }
-        tc.reduce_zero_label = true;
-        tc.type_min_bits = tt.is_signed ? (uint64_t(1) << (8 * tt.bytes - 1)) : 0;
-    }
+    const am::TargetCoding tc = target_coding(tt, num_classes, ignore_index, lut, lut_lo, reduce_zero_label);
 
     am::Geometry g;
     am::simplify_geometry(nd, shape.data(), ts.data(), ss.data(), g);
@@ -191,10 +114,10 @@ py::tuple accumulate_argmax(const py::array& target, const py::array& scores, in
 
     std::vector<int64_t> table(static_cast<size_t>(am::table_bins(num_classes)), 0);
     // Chunks with a look for Ctrl-C between them; `out` sees nothing until the end.
-    const int64_t chunk = std::max<int64_t>(1, chunk_pixels) * std::max(1, n_threads);
+    const int64_t chunk = chunk_size(chunk_pixels, n_threads);
     int threads_used = 1;
-    for (int64_t begin = 0; begin < g.pixels; begin += chunk) {
-        const int64_t end = std::min(g.pixels, begin + chunk);
+    for (int64_t begin = 0, end = 0; begin < g.pixels; begin = end) {
+        end = g.pixels - begin <= chunk ? g.pixels : begin + chunk;
         {
             py::gil_scoped_release release;
             const am::KernelResult res = dispatch(score_type, tt.bytes, target.data(), scores.data(), g, channels,
@@ -205,15 +128,8 @@ py::tuple accumulate_argmax(const py::array& target, const py::array& scores, in
     }
     int64_t invalid_target = 0, invalid_pred = 0;
     am::invalid_counts(table.data(), num_classes, invalid_target, invalid_pred);
-    if (invalid_target == 0 && invalid_pred == 0) {
-        auto* o = static_cast<int64_t*>(out.mutable_data());
-        const int64_t cols = am::table_cols(num_classes);
-        for (int64_t r = 0; r < num_classes; ++r) {
-            const int64_t* src = table.data() + r * cols;
-            int64_t* dst = o + r * num_classes;
-            for (int64_t c = 0; c < num_classes; ++c) dst[c] += src[c];
-        }
-    }
+    // With the GIL held again, so concurrent updates of one matrix do not interleave.
+    if (invalid_target == 0 && invalid_pred == 0) add_whole_table(table.data(), num_classes, out_data);
     return py::make_tuple(invalid_target, invalid_pred, threads_used);
 }
 
