@@ -248,18 +248,29 @@ def test_binding_never_crashes_and_agrees_with_the_model(pair, data):
     options = data.draw(kernel_option_sets)
     bad_k = data.draw(st.sampled_from([None] * 8 + [0, -1, 65535, 2**40]))
     num_classes = k if bad_k is None else bad_k
+    target_dtype = target.dtype
+    non_integer = data.draw(st.sampled_from([None] * 8 + ["target", "pred"]))
+    if non_integer is not None:  # float, object, string, ... labels: never reinterpreted
+        bad = np.zeros(target.shape, dtype=data.draw(st.sampled_from(NON_INT_DTYPES)))
+        target, pred = (bad, pred) if non_integer == "target" else (target, bad)
     before = out.copy()
 
     def call():
         return _core.accumulate(target, pred, out, num_classes, ignore, lut, lut_lo, reduce_zero_label, **options)
 
     # what must go wrong, in the binding's order of checks
-    lut_lo_range = (np.iinfo(target.dtype).min, np.iinfo(target.dtype).max) if target.dtype.kind != "b" else (0, 255)
+    lut_lo_range = (np.iinfo(target_dtype).min, np.iinfo(target_dtype).max) if target_dtype.kind != "b" else (0, 255)
     if not -(2**63) <= lut_lo < 2**63:  # pybind11 cannot convert it to int64_t
         expected_exc = TypeError
     elif bad_k is not None:
         expected_exc = ValueError
-    elif not target.dtype.isnative or not pred.dtype.isnative:
+    elif non_integer == "target":
+        expected_exc = TypeError
+    elif not target.dtype.isnative:
+        expected_exc = ValueError
+    elif non_integer == "pred":
+        expected_exc = TypeError
+    elif not pred.dtype.isnative:
         expected_exc = ValueError
     elif out_kind in ("float64", "int32", "uint64", ">i8"):
         expected_exc = TypeError
