@@ -64,6 +64,13 @@ inline std::optional<uint64_t> bits_in(int64_t v, LabelType lt) {
     return static_cast<uint64_t>(v) & mask;
 }
 
+// Arrays whose elements are read in place as their type must be aligned for it.
+inline void check_aligned(const py::array& a, const char* name) {
+    if (!a.attr("flags").attr("aligned").cast<bool>()) {
+        throw py::value_error(std::string(name) + " is not aligned for its dtype; pass a copy (np.array(x))");
+    }
+}
+
 inline void check_counts(int64_t num_classes, int n_threads) {
     if (num_classes < 1 || num_classes > 65534) {
         throw py::value_error("num_classes must be in [1, 65534], got " + std::to_string(num_classes));

@@ -85,6 +85,7 @@ py::tuple accumulate_argmax(const py::array& target, const py::array& scores, in
     check_counts(num_classes, n_threads);
     const LabelType tt = label_type(target, "target");
     check_score_dtype(scores, score_type);
+    check_aligned(scores, "scores");
     const int nd = static_cast<int>(target.ndim());
     if (scores.ndim() != nd + 1) throw py::value_error("scores must have one dimension more than target");
     if (axis < 0 || axis > nd) throw py::value_error("axis out of range");

@@ -139,11 +139,16 @@ def test_update_many_is_all_or_nothing():
     np.testing.assert_array_equal(cm.matrix, before)
 
 
-def test_ragged_list_in_update_points_to_update_many():
+def test_update_takes_ragged_lists_all_or_nothing():
+    preds = [np.array([[0, 1], [2, 2]], np.uint8), np.array([[1, 1, 0]], np.int64)]
+    targets = [np.array([[0, 1], [1, 2]], np.uint8), np.array([[1, 2, 0]], np.int16)]
+    # pairs (target, pred): (0,0) (1,1) (1,2) (2,2) | (1,1) (2,1) (0,0)
+    expected = np.array([[2, 0, 0], [0, 2, 1], [0, 1, 1]])
+    np.testing.assert_array_equal(am.ConfusionMatrix(3).update(preds, targets).matrix, expected)
     cm = am.ConfusionMatrix(3)
-    with pytest.raises(ValueError, match="update_many"):
-        cm.update([np.zeros((2, 2), np.uint8), np.zeros((3, 3), np.uint8)],
-                  [np.zeros((2, 2), np.uint8), np.zeros((3, 3), np.uint8)])
+    bad_targets = [targets[0], np.array([[1, 2, 7]], np.int16)]  # the last map of the list is bad
+    with pytest.raises(ValueError, match="outside"):
+        cm.update(preds, bad_targets)
     assert cm.total == 0
 
 

@@ -1116,9 +1116,6 @@ else:
 """
 
 
-@pytest.mark.xfail(SANITIZED, strict=True, reason="bug in the kernel: a contiguous but misaligned array reaches "
-                                                  "count_contiguous, which loads T through a misaligned pointer "
-                                                  "(UBSan: confusion.hpp 'load of misaligned address')")
 def test_binding_reads_misaligned_contiguous_arrays_safely():
     # The public API copies misaligned arrays; the binding itself must refuse them or read them bytewise.
     result = run_script(MISALIGNED_SCRIPT, timeout=60)

@@ -131,7 +131,7 @@ AM_INLINE void argmax_count_range_impl(const char* t0, const char* s0, const Geo
     const int nd = g.ndim;
     const int64_t inner = g.inner();
     const int64_t ts = g.t_stride[nd - 1], ps = g.p_stride[nd - 1];
-    const bool t_contiguous = ts == static_cast<int64_t>(sizeof(T));
+    const bool t_contiguous = ts == static_cast<int64_t>(sizeof(T)) && aligned_rows<T>(t0 + g.t_offset, g.t_stride, nd);
     int64_t pos_idx[kMaxDims];
     int64_t row = begin / inner, col = begin % inner;
     int64_t t_off = g.t_offset, s_off = g.p_offset;

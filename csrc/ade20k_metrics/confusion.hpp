@@ -269,6 +269,14 @@ AM_INLINE void count_strided(const char* t, int64_t ts, const char* p, int64_t p
     }
 }
 
+// Whether every row of an array starting at `first` with these byte strides is aligned for T.
+template <class T>
+AM_INLINE bool aligned_rows(const char* first, const int64_t* strides, int nd) {
+    bool ok = reinterpret_cast<uintptr_t>(first) % alignof(T) == 0;
+    for (int d = 0; d < nd; ++d) ok = ok && strides[d] % static_cast<int64_t>(alignof(T)) == 0;
+    return ok;
+}
+
 // Count the pairs with flat indices [begin, end) of the simplified geometry.
 template <class Mask, class T, class P, class Sink>
 AM_INLINE void count_range_impl(const char* t0, const char* p0, const Geometry& g, int64_t begin,
@@ -276,7 +284,11 @@ AM_INLINE void count_range_impl(const char* t0, const char* p0, const Geometry& 
     const int nd = g.ndim;
     const int64_t inner = g.inner();
     const int64_t ts = g.t_stride[nd - 1], ps = g.p_stride[nd - 1];
-    const bool contiguous = ts == static_cast<int64_t>(sizeof(T)) && ps == static_cast<int64_t>(sizeof(P));
+    // Contiguous rows are read through T* and P*, so they must also be aligned
+    // (a view of a byte buffer may not be); others are read bytewise.
+    const bool contiguous = ts == static_cast<int64_t>(sizeof(T)) && ps == static_cast<int64_t>(sizeof(P)) &&
+                            aligned_rows<T>(t0 + g.t_offset, g.t_stride, nd) &&
+                            aligned_rows<P>(p0 + g.p_offset, g.p_stride, nd);
     // Odometer over the outer axes, started at the row holding `begin`.
     int64_t idx[kMaxDims];
     int64_t row = begin / inner, col = begin % inner;
