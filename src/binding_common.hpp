@@ -131,6 +131,10 @@ inline am::TargetCoding target_coding(LabelType tt, int64_t num_classes, std::op
         }
         tc.reduce_zero_label = true;
         tc.type_min_bits = tt.is_signed ? (uint64_t(1) << (8 * tt.bytes - 1)) : 0;
+        // The type's minimum reduces to a value the type cannot hold; it may still be ignore_index.
+        if (ignore_index && tt.is_signed && tt.bytes < 8) {
+            tc.type_min_reduces_to_ignore = *ignore_index == -(int64_t(1) << (8 * tt.bytes - 1)) - 1;
+        }
     }
     return tc;
 }

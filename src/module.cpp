@@ -164,6 +164,25 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     return py::make_tuple(invalid_target, invalid_pred, threads_used);
 }
 
+// out += other for two (K, K) int64 matrices, with the GIL held (so it does
+// not interleave with accumulate's own add), or OverflowError leaving out unchanged.
+void add_counts(py::array out, const py::array& other) {
+    if (out.ndim() != 2 || out.shape(0) != out.shape(1)) throw py::value_error("out must be a square matrix");
+    int64_t* o = checked_out(out, out.shape(0));
+    const py::dtype dt = other.dtype();
+    if (dt.kind() != 'i' || dt.itemsize() != 8 || !dt.attr("isnative").cast<bool>() || other.ndim() != 2 ||
+        other.shape(0) != out.shape(0) || other.shape(1) != out.shape(1) || !(other.flags() & py::array::c_style)) {
+        throw py::value_error("other must be a C-contiguous int64 matrix of out's shape");
+    }
+    const auto* a = static_cast<const int64_t*>(other.data());
+    const int64_t n = out.shape(0) * out.shape(1);
+    for (int64_t j = 0; j < n; ++j) {
+        int64_t sum = 0;
+        if (__builtin_add_overflow(o[j], a[j], &sum)) raise_overflow();
+    }
+    for (int64_t j = 0; j < n; ++j) o[j] += a[j];
+}
+
 bool openmp_enabled() {
 #ifdef _OPENMP
     return true;
@@ -217,6 +236,8 @@ PYBIND11_MODULE(_core, m) {
           "Add the (target, pred) histogram to out unless a label is invalid; "
           "returns (invalid_target, invalid_pred, threads_used).");
     register_logits(m);
+    m.def("add_counts", &add_counts, py::arg("out"), py::arg("other"),
+          "out += other for (K, K) int64 matrices, with the GIL held; OverflowError leaves out unchanged.");
     m.def("openmp_enabled", &openmp_enabled, "Whether the kernel was built with OpenMP.");
     m.def("omp_max_threads", &omp_max_threads, "OpenMP's default team size (1 without OpenMP).");
     m.def("stream_read", &stream_read, py::arg("buffer"), py::arg("n_threads") = 1,

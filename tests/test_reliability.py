@@ -525,7 +525,7 @@ def test_binding_leaves_out_untouched_on_invalid_labels():
 
 def extreme_state_cm() -> am.ConfusionMatrix:
     cm = am.ConfusionMatrix(5, ignore_index=-(2**63), reduce_zero_label=True,
-                            label_map={0: 2**63 - 1, 2**31 - 1: -(2**63), 7: 3})
+                            label_map={0: 2**63 - 1, 2**24 - 1: -(2**63), 7: 3})
     cm._matrix[...] = np.array([[2**63 - 1, 0, 1, 2**62 + 1, 3]] * 5, np.int64)  # counts no update could reach fast
     return cm
 

@@ -163,51 +163,7 @@ inline bool cpu_has_avx2() {
     return has;
 }
 #else
-#define AM_AVX512 __attribute__((target("avx512f,avx512bw,avx2,bmi,popcnt")))
-
-// AVX-512BW: one compare of 64 lanes gives the 64-bit mask directly.
-struct Avx512Mask {
-    AM_AVX512 static inline uint64_t change_mask64(const uint8_t* x) {
-        return _mm512_cmpneq_epu8_mask(_mm512_loadu_si512(x), _mm512_loadu_si512(x - 1));
-    }
-    AM_AVX512 static inline uint64_t change_mask64(const uint16_t* x) {
-        const uint64_t lo = _mm512_cmpneq_epu16_mask(_mm512_loadu_si512(x), _mm512_loadu_si512(x - 1));
-        const uint64_t hi = _mm512_cmpneq_epu16_mask(_mm512_loadu_si512(x + 32), _mm512_loadu_si512(x + 31));
-        return lo | (hi << 32);
-    }
-    AM_AVX512 static inline uint64_t change_mask64(const uint32_t* x) {
-        uint64_t m = 0;
-        for (int j = 0; j < 4; ++j) {
-            const uint64_t part = _mm512_cmpneq_epu32_mask(_mm512_loadu_si512(x + 16 * j),
-                                                           _mm512_loadu_si512(x + 16 * j - 1));
-            m |= part << (16 * j);
-        }
-        return m;
-    }
-    AM_AVX512 static inline uint64_t change_mask64(const uint64_t* x) {
-        uint64_t m = 0;
-        for (int j = 0; j < 8; ++j) {
-            const uint64_t part = _mm512_cmpneq_epu64_mask(_mm512_loadu_si512(x + 8 * j),
-                                                           _mm512_loadu_si512(x + 8 * j - 1));
-            m |= part << (8 * j);
-        }
-        return m;
-    }
-    template <class T, class P>
-    AM_AVX512 static inline uint64_t pair_change_mask64(const T* t, const P* p) {
-        return change_mask64(t) | change_mask64(p);
-    }
-};
-
-inline bool cpu_has_avx512bw() {
-    static const bool has = [] {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
-    }();
-    return has;
-}
-
+inline bool cpu_has_avx512bw() { return false; }
 inline bool cpu_has_avx2() { return false; }
 #endif
 

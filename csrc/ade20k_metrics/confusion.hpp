@@ -458,7 +458,9 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
         }
         if (mine.runs) counters_of[static_cast<size_t>(tid)] = &mine;
 #ifdef _OPENMP
+        if (team > 1) {  // on one thread, a barrier would bind to a caller's own team
 #pragma omp barrier
+        }
 #endif
         int any_failed;
 #ifdef _OPENMP
@@ -476,7 +478,9 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
             }
         }
 #ifdef _OPENMP
+        if (team > 1) {  // on one thread, a barrier would bind to a caller's own team
 #pragma omp barrier
+        }
 #endif
         // Each thread sums a slice of the touched maps' words over every
         // thread's table into `table`, zeroing what it read, so all counters

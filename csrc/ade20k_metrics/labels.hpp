@@ -32,6 +32,7 @@ struct TargetCoding {
     // checking v itself against ignore_index.  The lookup must hold v = 0.
     bool reduce_zero_label = false;
     uint64_t type_min_bits = 0;  // smallest value of the type (v - 1 would wrap)
+    bool type_min_reduces_to_ignore = false;  // ignore_index == type minimum - 1
 };
 
 struct PredCoding {
@@ -50,6 +51,7 @@ struct TargetCoder {
     uint64_t lut_size;
     bool reduce;
     T type_min;
+    bool type_min_reduces_to_ignore;
 
     explicit TargetCoder(const TargetCoding& c)
         : k(static_cast<uint32_t>(c.num_classes)),
@@ -60,7 +62,8 @@ struct TargetCoder {
           lut_lo(static_cast<T>(c.lut_lo_bits)),
           lut_size(c.lut ? c.lut_size : 0),
           reduce(c.reduce_zero_label),
-          type_min(static_cast<T>(c.type_min_bits)) {}
+          type_min(static_cast<T>(c.type_min_bits)),
+          type_min_reduces_to_ignore(c.type_min_reduces_to_ignore) {}
 
     inline uint32_t operator()(T v) const {
         // Unsigned wrap-around makes this one test for lo <= v < lo + size.
@@ -69,7 +72,7 @@ struct TargetCoder {
         // ignore_index wins over a class of the same value (mmseg masks it first).
         if (has_ignore && v == ignore) return k;
         if (reduce) {
-            if (v == type_min) return k + 1;  // v - 1 is below every class
+            if (v == type_min) return type_min_reduces_to_ignore ? k : k + 1;  // v - 1 is below every class
             v = static_cast<T>(v - 1);
             if (has_ignore && v == ignore) return k;
         }

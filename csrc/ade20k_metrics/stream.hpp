@@ -43,19 +43,22 @@ inline uint64_t stream_read(const void* data, int64_t bytes, int n_threads) {
     const int64_t n_words = bytes / 8;
     const int64_t block = int64_t(1) << 16;
     const bool avx2 = cpu_has_avx2();
-    uint64_t acc = 0;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) reduction(| : acc) schedule(static)
-#endif
-    for (int64_t b = 0; b < (n_words + block - 1) / block; ++b) {
+    const int64_t blocks = (n_words + block - 1) / block;
+    auto read_block = [&](int64_t b) -> uint64_t {
         const int64_t lo = b * block, n = std::min(block, n_words - lo);
 #if AM_HAVE_AVX2_DISPATCH
-        if (avx2) {
-            acc |= detail::or_words_avx2(words + lo, n);
-            continue;
-        }
+        if (avx2) return detail::or_words_avx2(words + lo, n);
 #endif
-        acc |= detail::or_words<8>(words + lo, n);
+        return detail::or_words<8>(words + lo, n);
+    };
+    uint64_t acc = 0;
+    if (n_threads > 1) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(n_threads) reduction(| : acc) schedule(static)
+#endif
+        for (int64_t b = 0; b < blocks; ++b) acc |= read_block(b);
+    } else {  // one thread never enters an OpenMP region (fork safety)
+        for (int64_t b = 0; b < blocks; ++b) acc |= read_block(b);
     }
     for (int64_t i = n_words * 8; i < bytes; ++i) acc |= p[i];
     (void)n_threads;

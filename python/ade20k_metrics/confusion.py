@@ -56,17 +56,21 @@ def _raise_invalid(pred, target, num_classes, ignore_index, bad_target, bad_pred
     rows = reference.target_rows(target, num_classes, ignore_index, reduce_zero_label, label_map)
     kept = "" if ignore_index is None else f" and not ignore_index={ignore_index}"
     if bad_target:
-        example = np.asarray(target)[rows == reference.INVALID].flat[0]
+        examples = np.asarray(target)[rows == reference.INVALID]
         raise ValueError(
-            f"target has {bad_target} label(s) outside [0, {num_classes}){kept}, e.g. {int(example)}"
+            f"target has {bad_target} label(s) outside [0, {num_classes}){kept}{_example(examples)}"
             + (" (after reduce_zero_label/label_map)" if lookup is not None else ""))
     p = np.asarray(pred)
     evaluated = rows >= 0
     p_obj = p.astype(object)
     bad = evaluated & ((p_obj < 0) | (p_obj >= num_classes))
-    example = p[bad].flat[0]
     raise ValueError(
-        f"pred has {bad_pred} label(s) outside [0, {num_classes}) at evaluated pixels, e.g. {int(example)}")
+        f"pred has {bad_pred} label(s) outside [0, {num_classes}) at evaluated pixels{_example(p[bad])}")
+
+
+def _example(values: np.ndarray) -> str:
+    # The kernel counted the invalid labels; the example comes from the reference rules.
+    return f", e.g. {int(values.flat[0])}" if values.size else ""
 
 
 def _ragged(preds, targets) -> bool:
@@ -109,8 +113,8 @@ def _check_label_map(label_map) -> dict[int, int] | None:
             old_i, new_i = operator.index(old), operator.index(new)
         except TypeError:
             raise TypeError(f"label_map keys and values must be ints, got {old!r}: {new!r}") from None
-        if not 0 <= old_i < 2**31:
-            raise ValueError(f"label_map keys must be labels in [0, 2**31), got {old_i}")
+        if not 0 <= old_i < 2**24:  # the kernel's lookup table spans 0 .. largest key
+            raise ValueError(f"label_map keys must be labels in [0, 2**24), got {old_i}")
         if not -(2**63) <= new_i < 2**63:
             raise ValueError(f"label_map values must fit in int64, got {new_i}")
         checked[old_i] = new_i
@@ -241,7 +245,7 @@ class ConfusionMatrix:
             raise ValueError(
                 "cannot merge accumulators with different settings: "
                 f"{self._settings()} vs {other._settings()} (num_classes, ignore_index, reduce_zero_label, label_map)")
-        self._matrix += other._matrix
+        _core.add_counts(self._matrix, other._matrix)
         return self
 
     def __add__(self, other: ConfusionMatrix) -> ConfusionMatrix:
@@ -373,7 +377,7 @@ class ConfusionMatrix:
         partial = np.zeros_like(self._matrix)
         for p, t in pairs:
             _count(p, t, partial, self.num_classes, self.ignore_index, self._threads, self._lookup(t.dtype))
-        self._matrix += partial
+        _core.add_counts(self._matrix, partial)
         return self
 
     def update_logits(self, logits, target, *, axis: int | None = None) -> ConfusionMatrix:

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _core, reference
 from ._inputs import as_labels, as_scores
+from ._threads import kernel_threads
 
 # Kernel tuning (ArgmaxOptions in argmax.hpp), changed only by tests and
 # benchmarks through ``argmax_options``; results never depend on it.
@@ -73,7 +74,7 @@ def update_logits(cm, logits, target, axis=None) -> None:
     lut, lut_lo, reduce_zero_label, label_map = lookup if lookup is not None else (None, 0, False, None)
     bad_target, bad_pred, _ = _core.accumulate_argmax(
         t, scores, score_type, a, cm._matrix, cm.num_classes, cm.ignore_index, lut, lut_lo, reduce_zero_label,
-        cm._threads, **_ARGMAX_OPTIONS)
+        kernel_threads(cm._threads), **_ARGMAX_OPTIONS)
     if bad_target:
         rows = reference.target_rows(t, cm.num_classes, cm.ignore_index, reduce_zero_label, label_map)
         example = t[rows == reference.INVALID].flat[0]
