@@ -1098,8 +1098,6 @@ def test_a_huge_chunk_size_counts_once():
     assert result.stdout.strip() == "100000", (result.stdout, result.stderr[-2000:])
 
 
-SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
-
 MISALIGNED_SCRIPT = """
 import numpy as np
 from ade20k_metrics import _core
