@@ -51,26 +51,55 @@ def _count(pred: np.ndarray, target: np.ndarray, out: np.ndarray, num_classes: i
 
 
 def _raise_invalid(pred, target, num_classes, ignore_index, bad_target, bad_pred, lookup) -> None:
-    # Error path only: find an example value with the reference rules.
+    # Error path only.  The kernel counted the invalid labels; an example value is
+    # found with the reference rules, a slice at a time, so that one bad pixel in
+    # a huge input costs neither a Python object per pixel nor much time.
     reduce_zero_label, label_map = (lookup[2], lookup[3]) if lookup is not None else (False, None)
-    rows = reference.target_rows(target, num_classes, ignore_index, reduce_zero_label, label_map)
-    kept = "" if ignore_index is None else f" and not ignore_index={ignore_index}"
+    t = np.asarray(target).reshape(-1)
+    p = np.asarray(pred).reshape(-1)
+    example_target = example_pred = None
+    for start in range(0, t.size, _EXAMPLE_SLICE):
+        t_part, p_part = t[start:start + _EXAMPLE_SLICE], p[start:start + _EXAMPLE_SLICE]
+        # Skip slices whose labels are all classes, without Python objects.
+        if bad_target and lookup is None and not _outside_classes(t_part, num_classes).any():
+            continue
+        if not bad_target and not _outside_classes(p_part, num_classes).any():
+            continue
+        rows = reference.target_rows(t_part, num_classes, ignore_index, reduce_zero_label, label_map)
+        if bad_target:
+            found = t_part[rows == reference.INVALID]
+            if found.size:
+                example_target = int(found[0])
+                break
+            continue
+        p_obj = p_part.astype(object)
+        found = p_part[(rows >= 0) & ((p_obj < 0) | (p_obj >= num_classes))]
+        if found.size:
+            example_pred = int(found[0])
+            break
     if bad_target:
-        examples = np.asarray(target)[rows == reference.INVALID]
+        kept = "" if ignore_index is None else f" and not ignore_index={ignore_index}"
         raise ValueError(
-            f"target has {bad_target} label(s) outside [0, {num_classes}){kept}{_example(examples)}"
+            f"target has {bad_target} label(s) outside [0, {num_classes}){kept}{_example(example_target)}"
             + (" (after reduce_zero_label/label_map)" if lookup is not None else ""))
-    p = np.asarray(pred)
-    evaluated = rows >= 0
-    p_obj = p.astype(object)
-    bad = evaluated & ((p_obj < 0) | (p_obj >= num_classes))
     raise ValueError(
-        f"pred has {bad_pred} label(s) outside [0, {num_classes}) at evaluated pixels{_example(p[bad])}")
+        f"pred has {bad_pred} label(s) outside [0, {num_classes}) at evaluated pixels{_example(example_pred)}")
 
 
-def _example(values: np.ndarray) -> str:
-    # The kernel counted the invalid labels; the example comes from the reference rules.
-    return f", e.g. {int(values.flat[0])}" if values.size else ""
+_EXAMPLE_SLICE = 1 << 20
+
+
+def _outside_classes(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    if labels.dtype.kind == "b":
+        labels = labels.view(np.uint8)
+    outside = labels >= num_classes if labels.dtype.itemsize > 1 or num_classes < 256 else np.zeros(labels.shape, bool)
+    if labels.dtype.kind == "i":
+        outside |= labels < 0
+    return outside
+
+
+def _example(value: int | None) -> str:
+    return "" if value is None else f", e.g. {value}"
 
 
 def _ragged(preds, targets) -> bool:
