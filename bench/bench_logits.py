@@ -15,7 +15,6 @@ Not part of the test run.  Prints the CPU model and thread counts with the resul
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -23,17 +22,7 @@ import numpy as np
 import torch
 
 import ade20k_metrics as am
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from ade20k_metrics.report import cpu_model
 
 
 def make_inputs(n: int, k: int, h: int, w: int, seed: int = 0):

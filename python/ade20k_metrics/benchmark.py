@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from . import ConfusionMatrix, _core, ade20k, default_threads, openmp_enabled, simd
+from .report import cpu_model
 
 K = 150
 IGNORE = 255
@@ -282,12 +283,11 @@ def run_suite(images: int, repeats: int, threads_all: int, datasets: list[str], 
         for dtype in dtypes:
             targets = targets8.astype(dtype)
             preds = preds8.astype(dtype)
-            pixels = targets.size
             reference = numpy_bincount(targets, preds)
             for threads in sorted({1, threads_all}):
                 methods = [
-                    (f"ade20k-metrics per image", ours_per_image(threads), None, ""),
-                    (f"ade20k-metrics one batch", ours_batch(threads), None, ""),
+                    ("ade20k-metrics per image", ours_per_image(threads), None, ""),
+                    ("ade20k-metrics one batch", ours_batch(threads), None, ""),
                     ("memory limit (streaming read)", stream_read(threads), None, ""),
                 ]
                 if threads == 1:
@@ -316,7 +316,6 @@ def run_suite(images: int, repeats: int, threads_all: int, datasets: list[str], 
                     mode = "batch" if "batch" in label or "memory" in label else "per image"
                     rows.append(Row(name, dtype, mode, threads, label, mpix, note))
                     log(f"  {name:17s} {dtype:6s} {threads:2d} thr  {label:40s} {mpix:10.1f} Mpix/s")
-            del pixels
     return rows
 
 
@@ -350,17 +349,6 @@ def threshold_sweep(threads: int, repeats: int, log=print) -> list[tuple[int, in
             results.append((h * w, per_thread, mpix))
             log(f"  {h}x{w:<5d} min_pixels_per_thread={per_thread:>14d}  {mpix:9.1f} Mpix/s")
     return results
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def format_table(rows: list[Row]) -> str:

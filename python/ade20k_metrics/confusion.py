@@ -5,7 +5,6 @@ import contextlib
 import operator
 import os
 import tempfile
-import zipfile
 from collections.abc import Mapping
 
 import numpy as np

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import operator
 
-import numpy as np
-
 from . import _core, reference
 from ._inputs import as_labels, as_scores
 from ._threads import kernel_threads
