@@ -215,7 +215,15 @@ constexpr int kScatterAbove = 12;
 template <class T, class P, class Sink, class Coders>
 AM_INLINE void scatter(const T* t, const P* p, int64_t n, const Coders& code, Sink& tab) {
     tab.note_singles();
-    for (int64_t j = 0; j < n; ++j) tab.add_one(static_cast<uint32_t>(j), code.bin(t[j], p[j]));
+    int64_t j = 0;
+    // Bins of 8 pixels first, then their increments: the lookups (loads) are
+    // not ordered behind the table stores, which the compiler must assume alias.
+    for (; j + 8 <= n; j += 8) {
+        uint32_t bin[8];
+        for (int u = 0; u < 8; ++u) bin[u] = code.bin(t[j + u], p[j + u]);
+        for (int u = 0; u < 8; ++u) tab.add_one(static_cast<uint32_t>(u), bin[u]);
+    }
+    for (; j < n; ++j) tab.add_one(static_cast<uint32_t>(j), code.bin(t[j], p[j]));
 }
 
 template <class Mask, class T, class P, class Sink, class Coders>
@@ -260,13 +268,20 @@ template <class T, class P, class Sink, class Coders>
 AM_INLINE void count_strided(const char* t, int64_t ts, const char* p, int64_t ps, int64_t n,
                              const Coders& code, Sink& tab) {
     tab.note_singles();
-    for (int64_t j = 0; j < n; ++j) {
+    auto bin_at = [&](int64_t j) {
         T tv;
         P pv;
         std::memcpy(&tv, t + j * ts, sizeof(T));
         std::memcpy(&pv, p + j * ps, sizeof(P));
-        tab.add_one(static_cast<uint32_t>(j), code.bin(tv, pv));
+        return code.bin(tv, pv);
+    };
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {  // loads before stores, as in scatter
+        uint32_t bin[8];
+        for (int u = 0; u < 8; ++u) bin[u] = bin_at(j + u);
+        for (int u = 0; u < 8; ++u) tab.add_one(static_cast<uint32_t>(u), bin[u]);
     }
+    for (; j < n; ++j) tab.add_one(static_cast<uint32_t>(j), bin_at(j));
 }
 
 // Whether every row of an array starting at `first` with these byte strides is aligned for T.
