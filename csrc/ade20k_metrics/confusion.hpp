@@ -114,16 +114,19 @@ struct ThreadTables {
     uint32_t* singles;
     uint64_t* touched;  // blocks of `runs` that may be non-zero
     int64_t bins;
-    uint32_t sub_mask;  // subs - 1, subs a power of two
+    uint32_t sub_mask;  // subs - 1: 0 or 1 (sub_tables_for)
     bool used_singles = false;
+    uint32_t* lane_table[2];  // the sub-table of even and of odd lanes
+
+    ThreadTables(int64_t* runs_, uint32_t* singles_, uint64_t* touched_, int64_t bins_, uint32_t sub_mask_)
+        : runs(runs_), singles(singles_), touched(touched_), bins(bins_), sub_mask(sub_mask_),
+          lane_table{singles_, singles_ + (sub_mask_ ? bins_ : 0)} {}
 
     AM_INLINE void add_run(uint32_t bin, int64_t len) {
         runs[bin] += len;
         mark_touched(touched, bin);
     }
-    AM_INLINE void add_one(uint32_t lane, uint32_t bin) {
-        singles[static_cast<int64_t>(lane & sub_mask) * bins + bin] += 1;
-    }
+    AM_INLINE void add_one(uint32_t lane, uint32_t bin) { lane_table[lane & 1][bin] += 1; }
     AM_INLINE void note_singles() { used_singles = true; }
 
     // Fold the sub-tables into the int64 table and zero them.
@@ -372,8 +375,8 @@ RangeFn<T, P, Sink> pick_range_fn(int isa) {
     return &count_range_portable<T, P, Sink>;
 }
 
-// How many sub-tables a thread scatters into: more break store-to-load
-// chains on repeated bins, but must stay cache-resident.
+// How many sub-tables a thread scatters into (1 or 2): two break
+// store-to-load chains on repeated bins, but both must stay cache-resident.
 inline uint32_t sub_tables_for(int64_t bins) {
     const int64_t bytes = bins * static_cast<int64_t>(sizeof(uint32_t));
     if (bytes * 2 <= (int64_t(1) << 19)) return 2;
