@@ -271,9 +271,10 @@ def run_suite(images: int, repeats: int, threads_all: int, datasets: list[str], 
     peers_single = [
         ("numpy bincount", None, numpy_bincount),
         ("HF evaluate np.histogram", None, hf_histogram),
-        ("torch.bincount (CPU)", "torch", torch_bincount),
-        ("mmseg torch.histc", "torch", torch_histc_mmseg),
-        ("torchmetrics MulticlassConfusionMatrix", "torchmetrics", torchmetrics_confmat),
+        # torch-based peers pinned to one thread too (torch defaults to every core)
+        ("torch.bincount (CPU)", "torch", _with_torch_threads(torch_bincount, 1)),
+        ("mmseg torch.histc", "torch", _with_torch_threads(torch_histc_mmseg, 1)),
+        ("torchmetrics MulticlassConfusionMatrix", "torchmetrics", _with_torch_threads(torchmetrics_confmat, 1)),
         ("sklearn confusion_matrix", "sklearn", sklearn_confmat),
         ("fast-histogram", "fast_histogram", fast_histogram),
         ("boost-histogram", "boost_histogram", boost_histogram(1)),
