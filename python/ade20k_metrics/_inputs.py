@@ -183,13 +183,18 @@ def check_pair(pred: np.ndarray, target: np.ndarray) -> None:
         raise ValueError(f"pred and target must have the same shape, got {pred.shape} and {target.shape}")
 
 
-def check_num_classes(num_classes) -> int:
-    if isinstance(num_classes, bool):
-        raise TypeError("num_classes must be an int, got bool")
+def as_int(value, name: str, kind: str = "an int") -> int:
+    """``value`` as a Python int, or a TypeError naming ``name``; bools are refused (True is no class)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be {kind}, got bool")
     try:
-        k = operator.index(num_classes)
+        return operator.index(value)
     except TypeError:
-        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}") from None
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}") from None
+
+
+def check_num_classes(num_classes) -> int:
+    k = as_int(num_classes, "num_classes")
     if not 1 <= k <= MAX_CLASSES:
         raise ValueError(f"num_classes must be in [1, {MAX_CLASSES}], got {k}")
     check_matrix_memory(k)
@@ -237,12 +242,7 @@ def check_matrix_memory(k: int) -> None:
 def check_ignore_index(ignore_index) -> int | None:
     if ignore_index is None:
         return None
-    if isinstance(ignore_index, bool):
-        raise TypeError("ignore_index must be an int or None, got bool")
-    try:
-        value = operator.index(ignore_index)
-    except TypeError:
-        raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}") from None
+    value = as_int(ignore_index, "ignore_index", "an int or None")
     if not -(2**63) <= value < 2**63:
         raise ValueError(f"ignore_index must fit in int64, got {value}")
     return value

@@ -13,11 +13,11 @@ OpenMP region (fork-based worker pools want one thread per worker anyway).
 from __future__ import annotations
 
 import math
-import operator
 import os
 from functools import lru_cache
 
 from . import _core
+from ._inputs import as_int
 
 _forked_child = False
 
@@ -79,12 +79,7 @@ def resolve_threads(n_threads: int | None) -> int:
     """Check ``n_threads`` at the API boundary; None picks the default."""
     if n_threads is None:
         return kernel_threads(default_threads())
-    if isinstance(n_threads, bool):
-        raise TypeError("n_threads must be an int or None, got bool")
-    try:
-        n = operator.index(n_threads)
-    except TypeError:
-        raise TypeError(f"n_threads must be an int or None, got {type(n_threads).__name__}") from None
+    n = as_int(n_threads, "n_threads", "an int or None")
     if n < 1:
         raise ValueError(f"n_threads must be >= 1 (or None for the default), got {n}")
     return kernel_threads(min(n, 1024))

@@ -1,7 +1,6 @@
 """The confusion matrix: one-shot ``confusion_matrix`` and the ``ConfusionMatrix`` accumulator."""
 from __future__ import annotations
 
-import contextlib
 import operator
 import os
 import tempfile
@@ -12,13 +11,13 @@ import numpy as np
 from . import _core, reference
 from ._inputs import as_labels, check_ignore_index, check_num_classes, check_pair
 from ._threads import kernel_threads, resolve_threads
+from ._tuning import override_options
 
 # Kernel tuning (see csrc/ade20k_metrics/confusion.hpp KernelOptions), changed
 # only through ``kernel_options`` by tests and benchmarks that force a code path.
 _KERNEL_OPTIONS: dict[str, int] = {}
 
 
-@contextlib.contextmanager
 def kernel_options(**options: int):
     """Temporarily override kernel tuning: min_pixels_per_thread, direct_below, flush_limit, isa, chunk_pixels.
 
@@ -26,16 +25,7 @@ def kernel_options(**options: int):
     flushes, the portable code); results never depend on these.
     """
     allowed = {"min_pixels_per_thread", "direct_below", "flush_limit", "isa", "chunk_pixels"}
-    unknown = set(options) - allowed
-    if unknown:
-        raise TypeError(f"unknown kernel options {sorted(unknown)}; allowed: {sorted(allowed)}")
-    saved = dict(_KERNEL_OPTIONS)
-    _KERNEL_OPTIONS.update(options)
-    try:
-        yield
-    finally:
-        _KERNEL_OPTIONS.clear()
-        _KERNEL_OPTIONS.update(saved)
+    return override_options(_KERNEL_OPTIONS, allowed, "kernel", options)
 
 
 def _count(pred: np.ndarray, target: np.ndarray, out: np.ndarray, num_classes: int,

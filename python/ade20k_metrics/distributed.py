@@ -27,9 +27,10 @@ validation images, a few MB per rank), freed by ``sync``.
 """
 from __future__ import annotations
 
-import operator
 
 import numpy as np
+
+from ._inputs import as_int
 
 # Per-sample records live on the accumulator as {index: [(flat cells, counts), ...]}.
 _RECORDS = "_sample_records"
@@ -48,12 +49,7 @@ def _index_list(indices) -> list[int]:
         indices = indices.tolist()
     out = []
     for i in indices:
-        if isinstance(i, bool):
-            raise TypeError("indices must be ints, got bool")
-        try:
-            v = operator.index(i)
-        except TypeError:
-            raise TypeError(f"indices must be ints, got {type(i).__name__}") from None
+        v = as_int(i, "indices", "ints")
         if v < 0:
             raise ValueError(f"sample indices must be >= 0, got {v}")
         out.append(v)
@@ -66,12 +62,7 @@ def update_samples(cm, indices, preds, targets) -> None:
     from .confusion import _count
 
     if np.ndim(indices) == 0 and not isinstance(indices, (list, tuple)):
-        if isinstance(indices, bool):
-            raise TypeError("indices must be ints, got bool")
-        try:
-            index = operator.index(indices)
-        except TypeError:
-            raise TypeError(f"indices must be an int or a sequence of ints, got {type(indices).__name__}") from None
+        index = as_int(indices, "indices", "an int or a sequence of ints")
         if index < 0:
             raise ValueError(f"sample indices must be >= 0, got {index}")
         index_list = [index]
@@ -151,12 +142,7 @@ def _drop_duplicates(cm, gathered: list[list[int]], rank: int, dataset_size: int
 def sync_matrix(cm, group=None, dataset_size: int | None = None) -> None:
     """Replace cm's matrix by the sum over the group's ranks (see the module docstring)."""
     if dataset_size is not None:
-        if isinstance(dataset_size, bool):
-            raise TypeError("dataset_size must be an int or None, got bool")
-        try:
-            dataset_size = operator.index(dataset_size)
-        except TypeError:
-            raise TypeError(f"dataset_size must be an int or None, got {type(dataset_size).__name__}") from None
+        dataset_size = as_int(dataset_size, "dataset_size", "an int or None")
         if dataset_size < 0:
             raise ValueError(f"dataset_size must be >= 0, got {dataset_size}")
     torch, dist = _dist()

@@ -9,32 +9,20 @@ score beats every number (the first NaN wins), and -0.0 ties with +0.0.
 """
 from __future__ import annotations
 
-import contextlib
-import operator
-
 from . import _core, reference
-from ._inputs import as_labels, as_scores
+from ._inputs import as_int, as_labels, as_scores
 from ._threads import kernel_threads
+from ._tuning import override_options
 
 # Kernel tuning (ArgmaxOptions in argmax.hpp), changed only by tests and
 # benchmarks through ``argmax_options``; results never depend on it.
 _ARGMAX_OPTIONS: dict[str, int] = {}
 
 
-@contextlib.contextmanager
 def argmax_options(**options: int):
     """Temporarily override tile, min_scores_per_thread, isa or chunk_pixels (tests, benchmarks)."""
-    allowed = {"tile", "min_scores_per_thread", "isa", "chunk_pixels"}
-    unknown = set(options) - allowed
-    if unknown:
-        raise TypeError(f"unknown argmax options {sorted(unknown)}; allowed: {sorted(allowed)}")
-    saved = dict(_ARGMAX_OPTIONS)
-    _ARGMAX_OPTIONS.update(options)
-    try:
-        yield
-    finally:
-        _ARGMAX_OPTIONS.clear()
-        _ARGMAX_OPTIONS.update(saved)
+    return override_options(_ARGMAX_OPTIONS, {"tile", "min_scores_per_thread", "isa", "chunk_pixels"},
+                            "argmax", options)
 
 
 def class_axis(scores_ndim: int, target_ndim: int, axis) -> int:
@@ -45,12 +33,7 @@ def class_axis(scores_ndim: int, target_ndim: int, axis) -> int:
             f"and a {target_ndim}-d target")
     if axis is None:
         return max(0, scores_ndim - 3)
-    if isinstance(axis, bool):
-        raise TypeError("axis must be an int or None, got bool")
-    try:
-        a = operator.index(axis)
-    except TypeError:
-        raise TypeError(f"axis must be an int or None, got {type(axis).__name__}") from None
+    a = as_int(axis, "axis", "an int or None")
     if not -scores_ndim <= a < scores_ndim:
         raise ValueError(f"axis {a} is out of range for {scores_ndim}-d logits")
     return a % scores_ndim
