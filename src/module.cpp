@@ -155,11 +155,11 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
         }
         if (end < g.pixels && PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
-    am::invalid_counts(table, touched_map, num_classes, invalid_target, invalid_pred);
+    // Bins outside the touched blocks are zero, so the whole-table count reads only a row and a column.
+    am::invalid_counts(table, num_classes, invalid_target, invalid_pred);
     // With the GIL held again, so concurrent updates of one matrix do not interleave.
-    if (invalid_target == 0 && invalid_pred == 0) {
-        if (!am::class_counts_fit(table, touched_map, num_classes, out_data)) raise_overflow();
-        am::add_class_counts(table, touched_map, num_classes, out_data);
+    if (invalid_target == 0 && invalid_pred == 0 && !am::add_class_counts_checked(table, touched_map, num_classes, out_data)) {
+        raise_overflow();
     }
     return py::make_tuple(invalid_target, invalid_pred, threads_used);
 }

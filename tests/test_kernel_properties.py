@@ -166,3 +166,23 @@ def test_accumulating_and_merging_equal_one_count(case_list):
     for part in parts[1:]:
         total = total + part
     np.testing.assert_array_equal(total.matrix, expected)
+
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+@pytest.mark.parametrize("dtypes", [(np.uint8, np.uint8), (np.int8, np.uint8), (np.uint8, np.int64)])
+@pytest.mark.parametrize("ignore", [None, 255, 1, -1])
+def test_noise_past_the_narrow_counters(path, dtypes, ignore):
+    # Noise is counted pixel by pixel in 8-bit counters that carry into int64
+    # when they wrap: 4 classes (and ignored pixels) over 200,000 pixels put
+    # thousands of counts in each bin.
+    rng = np.random.default_rng(7)
+    tdt, pdt = dtypes
+    values = [0, 1, 2, 3] + ([ignore] if ignore is not None and fits(ignore, tdt) else [])
+    target = rng.choice(values, size=(400, 500)).astype(tdt)
+    pred = rng.integers(0, 4, size=(400, 500)).astype(pdt)
+    expected = reference.confusion_matrix(pred, target, 4, ignore_index=ignore)
+    with kernel_options(**PATHS[path]):
+        got = am.confusion_matrix(pred, target, 4, ignore_index=ignore, n_threads=2)
+    np.testing.assert_array_equal(got, expected)
+    assert expected[expected > 0].min() > 256 * 8  # every counter used wrapped several times

@@ -21,7 +21,19 @@
 
 namespace am {
 
+// The coding of labels without a lookup (no label_map, no reduce_zero_label),
+// for 8-bit targets and predictions and tables of at most 2^16 bins: then a
+// pixel's bin is row * width + col with
+//   row = ignore if t == t_ignore, else t if t < t_limit, else K + 1
+//   col = p if p < p_limit, else K
+// (labels.hpp), which SIMD computes 16 pixels at a time.
+struct SimpleCoding {
+    bool ok = false;
+    uint16_t k = 0, width = 0, t_limit = 0, t_ignore = 0xFFFF, p_limit = 0;
+};
+
 struct PortableMask {
+    static constexpr bool kVectorBins = false;
     template <class T>
     static inline uint64_t change_mask64(const T* x) {
         uint64_t m = 0;
@@ -68,9 +80,37 @@ AM_AVX2 inline uint32_t neq4_u64(const uint64_t* x) {
     return ~static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(eq))) & 0xFu;
 }
 
+// bins[j] for the 64 pixels t[0..63], p[0..63] (see SimpleCoding).
+AM_AVX2 inline void simple_bins64(const uint8_t* t, const uint8_t* p, const SimpleCoding& c, uint32_t* bins) {
+    const __m256i k = _mm256_set1_epi16(static_cast<short>(c.k));
+    const __m256i k1 = _mm256_set1_epi16(static_cast<short>(c.k + 1));
+    const __m256i width = _mm256_set1_epi16(static_cast<short>(c.width));
+    const __m256i t_limit = _mm256_set1_epi16(static_cast<short>(c.t_limit));
+    const __m256i t_ignore = _mm256_set1_epi16(static_cast<short>(c.t_ignore));
+    const __m256i p_limit = _mm256_set1_epi16(static_cast<short>(c.p_limit));
+    for (int j = 0; j < 64; j += 16) {
+        // 16-bit lanes hold 0..255, so signed compares are exact.
+        const __m256i tv = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + j)));
+        const __m256i pv = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j)));
+        __m256i row = _mm256_blendv_epi8(k1, tv, _mm256_cmpgt_epi16(t_limit, tv));
+        row = _mm256_blendv_epi8(row, k, _mm256_cmpeq_epi16(tv, t_ignore));
+        const __m256i col = _mm256_blendv_epi8(k, pv, _mm256_cmpgt_epi16(p_limit, pv));
+        const __m256i bin = _mm256_add_epi16(_mm256_mullo_epi16(row, width), col);  // < 2^16
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(bins + j),
+                            _mm256_cvtepu16_epi32(_mm256_castsi256_si128(bin)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(bins + j + 8),
+                            _mm256_cvtepu16_epi32(_mm256_extracti128_si256(bin, 1)));
+    }
+}
+
 }  // namespace avx2_detail
 
 struct Avx2Mask {
+    static constexpr bool kVectorBins = true;
+    AM_AVX2 static inline void simple_bins64(const uint8_t* t, const uint8_t* p, const SimpleCoding& c,
+                                             uint32_t* bins) {
+        avx2_detail::simple_bins64(t, p, c, bins);
+    }
     AM_AVX2 static inline uint64_t change_mask64(const uint8_t* x) {
         using namespace avx2_detail;
         return static_cast<uint64_t>(neq32_u8(x)) | (static_cast<uint64_t>(neq32_u8(x + 32)) << 32);
@@ -114,6 +154,11 @@ struct Avx2Mask {
 
 // AVX-512BW: one compare of 64 lanes gives the 64-bit mask directly.
 struct Avx512Mask {
+    static constexpr bool kVectorBins = true;
+    AM_AVX512 static inline void simple_bins64(const uint8_t* t, const uint8_t* p, const SimpleCoding& c,
+                                               uint32_t* bins) {
+        avx2_detail::simple_bins64(t, p, c, bins);
+    }
     AM_AVX512 static inline uint64_t change_mask64(const uint8_t* x) {
         return _mm512_cmpneq_epu8_mask(_mm512_loadu_si512(x), _mm512_loadu_si512(x - 1));
     }

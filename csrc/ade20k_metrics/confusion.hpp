@@ -9,10 +9,10 @@
 //           where neither map changes costs one vector compare, and each run
 //           adds its length once.
 //   scatter a block with many changes (noise, thin structures) increments one
-//           bin per pixel, spread over several sub-tables so consecutive
-//           increments of the same bin do not wait on each other.
-// Narrow (uint32) per-thread tables are flushed into the int64 table before
-// they can overflow; small inputs count straight into int64 on one thread.
+//           bin per pixel in a table of 8-bit counters that stays in the L1
+//           cache and carries into int64 when a counter wraps; the bins of
+//           8-bit labels without a lookup are computed by SIMD.
+// Small inputs count straight into int64 on one thread.
 // Nothing here throws inside a parallel region.
 #pragma once
 
@@ -46,7 +46,8 @@ struct KernelOptions {
     // pixels per thread was at or near the best for maps of 128x171 to
     // 1024x1366; 2^18 left a 512x683 map at 2.5x less throughput.
     int64_t min_pixels_per_thread = int64_t(1) << 14;
-    // Narrow counters are flushed after at most this many pixels (< 2^32).
+    // The 8-bit counters are folded into int64 after at most this many pixels
+    // (they carry when they wrap, so any value is exact: small ones test the folding).
     int64_t flush_limit = int64_t(1) << 31;
     // -1: best the CPU has, 0: portable, 1: AVX2, 2: AVX-512BW (each if present).
     int isa = -1;
@@ -101,43 +102,69 @@ struct Tables {
     AM_INLINE void add_one(uint32_t lane, uint32_t bin) {
         base[static_cast<int64_t>(lane & sub_mask) * bins + bin] += 1;
     }
+    AM_INLINE void add_eight(const uint32_t* bin) {
+        for (uint32_t u = 0; u < 8; ++u) add_one(u, bin[u]);
+    }
     AM_INLINE void note_singles() {}
 };
 
 // The counters of one thread.  Runs add their length to an int64 table;
-// single pixels from noisy blocks go to `subs` narrow uint32 sub-tables (lane
-// j to sub-table j % subs), which keeps them cache-resident and breaks
-// store-to-load chains on repeated bins.  The sub-tables are folded into the
-// int64 table (flush) before they can overflow.
+// single pixels from noisy blocks go to a table of 8-bit counters, small
+// enough to stay in the L1 cache for ADE20K's 150 classes (22 KiB), whose
+// wrap-around to zero (one increment in 256) carries 256 into the int64
+// table.  flush folds the rest into the int64 table.
 struct ThreadTables {
     int64_t* runs;
-    uint32_t* singles;
+    uint8_t* singles;
     uint64_t* touched;  // blocks of `runs` that may be non-zero
     int64_t bins;
-    uint32_t sub_mask;  // subs - 1: 0 or 1 (sub_tables_for)
     bool used_singles = false;
-    uint32_t* lane_table[2];  // the sub-table of even and of odd lanes
-
-    ThreadTables(int64_t* runs_, uint32_t* singles_, uint64_t* touched_, int64_t bins_, uint32_t sub_mask_)
-        : runs(runs_), singles(singles_), touched(touched_), bins(bins_), sub_mask(sub_mask_),
-          lane_table{singles_, singles_ + (sub_mask_ ? bins_ : 0)} {}
 
     AM_INLINE void add_run(uint32_t bin, int64_t len) {
         runs[bin] += len;
         mark_touched(touched, bin);
     }
-    AM_INLINE void add_one(uint32_t lane, uint32_t bin) { lane_table[lane & 1][bin] += 1; }
+    AM_INLINE void add_one(uint32_t, uint32_t bin) {
+        if (__builtin_expect(++singles[bin] == 0, 0)) carry(bin);
+    }
+    // The same for eight bins.  The pointers are copied first: a store through
+    // uint8_t* may alias anything, which would reload them after every store.
+    AM_INLINE void add_eight(const uint32_t* bin) {
+        uint8_t* const s = singles;
+        int64_t* const r = runs;
+        for (int u = 0; u < 8; ++u) {
+            if (__builtin_expect(++s[bin[u]] == 0, 0)) {
+                r[bin[u]] += 256;
+                mark_touched(touched, bin[u]);
+            }
+        }
+    }
+    void carry(uint32_t bin) {
+        runs[bin] += 256;
+        mark_touched(touched, bin);
+    }
     AM_INLINE void note_singles() { used_singles = true; }
 
-    // Fold the sub-tables into the int64 table and zero them.
+    // Fold the 8-bit counters into the int64 table and zero them, eight at a
+    // time, skipping (and leaving unmarked) the many zero ones of coherent maps.
     void flush() {
         if (!used_singles) return;
-        for (uint32_t s = 0; s <= sub_mask; ++s) {
-            uint32_t* sub = singles + static_cast<int64_t>(s) * bins;
-            for (int64_t b = 0; b < bins; ++b) runs[b] += sub[b];
-            std::memset(sub, 0, static_cast<size_t>(bins) * sizeof(uint32_t));
+        int64_t b = 0;
+        for (; b + 8 <= bins; b += 8) {
+            uint64_t word;
+            std::memcpy(&word, singles + b, sizeof(word));
+            if (word == 0) continue;
+            for (int u = 0; u < 8; ++u) runs[b + u] += singles[b + u];
+            std::memset(singles + b, 0, 8);
+            mark_touched(touched, static_cast<uint32_t>(b));
+            mark_touched(touched, static_cast<uint32_t>(b + 7));  // the 8 may straddle two blocks
         }
-        for (int64_t b = 0; b < bins; b += int64_t(1) << kBlockShift) mark_touched(touched, static_cast<uint32_t>(b));
+        for (; b < bins; ++b) {
+            if (singles[b] == 0) continue;
+            runs[b] += singles[b];
+            singles[b] = 0;
+            mark_touched(touched, static_cast<uint32_t>(b));
+        }
         used_singles = false;
     }
 };
@@ -158,6 +185,9 @@ struct TrackedTable {
     AM_INLINE void add_one(uint32_t, uint32_t bin) {
         if (base[bin] == 0) touched[n_touched++] = bin;
         base[bin] += 1;
+    }
+    AM_INLINE void add_eight(const uint32_t* bin) {
+        for (uint32_t u = 0; u < 8; ++u) add_one(u, bin[u]);
     }
     AM_INLINE void note_singles() {}
 };
@@ -206,8 +236,19 @@ template <class T, class P>
 struct Coders {
     RowCoder<T> row;
     ColCoder<P> col;
+    SimpleCoding simple;  // ok: SIMD may compute the bins (8-bit labels, no lookup)
     Coders(const TargetCoding& tc, const PredCoding& pc)
-        : row(tc, static_cast<uint32_t>(table_cols(tc.num_classes))), col(pc) {}
+        : row(tc, static_cast<uint32_t>(table_cols(tc.num_classes))), col(pc) {
+        if (sizeof(T) == 1 && sizeof(P) == 1 && tc.lut == nullptr && !tc.reduce_zero_label &&
+            table_bins(tc.num_classes) <= (int64_t(1) << 16)) {
+            simple.ok = true;
+            simple.k = static_cast<uint16_t>(tc.num_classes);
+            simple.width = static_cast<uint16_t>(table_cols(tc.num_classes));
+            simple.t_limit = static_cast<uint16_t>(std::min<uint64_t>(tc.limit, 256));
+            simple.t_ignore = tc.has_ignore ? static_cast<uint16_t>(tc.ignore_bits) : uint16_t(0xFFFF);
+            simple.p_limit = static_cast<uint16_t>(std::min<uint64_t>(pc.limit, 256));
+        }
+    }
     Coders(const TargetCoder<T>& t, const PredCoder<P>& p, uint32_t width) : row(t, width), col(p) {}
     AM_INLINE uint32_t bin(T t, P p) const { return row(t) + col(p); }
 };
@@ -215,46 +256,92 @@ struct Coders {
 // Changes in a block above this count are cheaper to scatter than to walk.
 constexpr int kScatterAbove = 12;
 
-template <class T, class P, class Sink, class Coders>
+template <class Mask, class T, class P, class Sink, class Coders>
 AM_INLINE void scatter(const T* t, const P* p, int64_t n, const Coders& code, Sink& tab) {
     tab.note_singles();
+    if constexpr (Mask::kVectorBins && sizeof(T) == 1 && sizeof(P) == 1) {
+        if (n == 64 && code.simple.ok) {
+            alignas(32) uint32_t bin[64];
+            Mask::simple_bins64(reinterpret_cast<const uint8_t*>(t), reinterpret_cast<const uint8_t*>(p),
+                                code.simple, bin);
+            for (int u = 0; u < 64; u += 8) tab.add_eight(bin + u);
+            return;
+        }
+    }
     int64_t j = 0;
     // Bins of 8 pixels first, then their increments: the lookups (loads) are
     // not ordered behind the table stores, which the compiler must assume alias.
     for (; j + 8 <= n; j += 8) {
         uint32_t bin[8];
         for (int u = 0; u < 8; ++u) bin[u] = code.bin(t[j + u], p[j + u]);
-        for (int u = 0; u < 8; ++u) tab.add_one(static_cast<uint32_t>(u), bin[u]);
+        tab.add_eight(bin);
     }
     for (; j < n; ++j) tab.add_one(static_cast<uint32_t>(j), code.bin(t[j], p[j]));
 }
 
+// Blocks whose change positions are collected before their runs are added.
+constexpr int kBlocksPerPass = 64;
+
+// Runs along a contiguous row.  Each pass finds where the pair changes in up
+// to kBlocksPerPass blocks and writes the positions out without a branch per
+// change (four per block unconditionally, the rest rarely), then adds the runs
+// in a loop of known length: real maps give blocks with 0, 1, 2 or 3 changes
+// in no predictable order, and a loop over each block's changes would
+// mispredict its exit about once a block.
 template <class Mask, class T, class P, class Sink, class Coders>
 AM_INLINE void count_contiguous(const T* t, const P* p, int64_t n, const Coders& code, Sink& tab) {
     if (n <= 0) return;
     int64_t run_start = 0;
     T run_t = t[0];
     P run_p = p[0];
-    int64_t i = 1;
-    for (; i + 64 <= n; i += 64) {
-        uint64_t m = Mask::pair_change_mask64(t + i, p + i);
-        if (m == 0) continue;  // the current run goes on through the block
-        if (__builtin_popcountll(m) > kScatterAbove) {
-            tab.add_run(code.bin(run_t, run_p), i - run_start);
-            scatter(t + i, p + i, 64, code, tab);
-            run_start = i + 64;  // a run continuing past the block starts here
-            run_t = t[i + 63];
-            run_p = p[i + 63];
-            continue;
-        }
-        do {
-            const int64_t at = i + __builtin_ctzll(m);
+    uint32_t pos[kBlocksPerPass * kScatterAbove + 4];  // offsets from `base`
+    int count = 0;
+    int64_t base = 0;
+    auto add_runs = [&] {
+        for (int j = 0; j < count; ++j) {
+            const int64_t at = base + pos[j];
             tab.add_run(code.bin(run_t, run_p), at - run_start);
             run_start = at;
             run_t = t[at];
             run_p = p[at];
+        }
+        count = 0;
+    };
+    int64_t i = 1;
+    while (i + 64 <= n) {
+        base = i;
+        const int64_t stop = std::min(n - 63, i + 64 * int64_t(kBlocksPerPass));
+        for (; i < stop; i += 64) {
+            uint64_t m = Mask::pair_change_mask64(t + i, p + i);
+            const int changes = __builtin_popcountll(m);
+            if (changes > kScatterAbove) {
+                add_runs();
+                tab.add_run(code.bin(run_t, run_p), i - run_start);
+                scatter<Mask>(t + i, p + i, 64, code, tab);
+                run_start = i + 64;  // a run continuing past the block starts here
+                run_t = t[i + 63];
+                run_p = p[i + 63];
+                continue;
+            }
+            uint32_t* out = pos + count;
+            const auto off = static_cast<uint32_t>(i - base);
+            // ctz of m | 2^63 is defined for m == 0; entries past `changes` are overwritten later.
+            constexpr uint64_t kTop = uint64_t(1) << 63;
+            out[0] = off + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
             m &= m - 1;
-        } while (m != 0);
+            out[1] = off + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
+            m &= m - 1;
+            out[2] = off + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
+            m &= m - 1;
+            out[3] = off + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
+            m &= m - 1;
+            for (int u = 4; u < changes; ++u) {
+                out[u] = off + static_cast<uint32_t>(__builtin_ctzll(m));
+                m &= m - 1;
+            }
+            count += changes;
+        }
+        add_runs();
     }
     for (; i < n; ++i) {
         if (t[i] != run_t || p[i] != run_p) {
@@ -282,7 +369,7 @@ AM_INLINE void count_strided(const char* t, int64_t ts, const char* p, int64_t p
     for (; j + 8 <= n; j += 8) {  // loads before stores, as in scatter
         uint32_t bin[8];
         for (int u = 0; u < 8; ++u) bin[u] = bin_at(j + u);
-        for (int u = 0; u < 8; ++u) tab.add_one(static_cast<uint32_t>(u), bin[u]);
+        tab.add_eight(bin);
     }
     for (; j < n; ++j) tab.add_one(static_cast<uint32_t>(j), bin_at(j));
 }
@@ -375,40 +462,29 @@ RangeFn<T, P, Sink> pick_range_fn(int isa) {
     return &count_range_portable<T, P, Sink>;
 }
 
-// How many sub-tables a thread scatters into (1 or 2): two break
-// store-to-load chains on repeated bins, but both must stay cache-resident.
-inline uint32_t sub_tables_for(int64_t bins) {
-    const int64_t bytes = bins * static_cast<int64_t>(sizeof(uint32_t));
-    if (bytes * 2 <= (int64_t(1) << 19)) return 2;
-    return 1;
-}
-
 // Per-thread counter memory.  Kept per OS thread between calls (OpenMP
 // reuses its worker threads), all zeros whenever no call is running, so a
 // call costs no allocation and no page faults; tables too large to keep are
 // allocated for the call.  Never throws: reports failure by returning false.
 struct ThreadCounters {
     std::unique_ptr<int64_t[]> runs;
-    std::unique_ptr<uint32_t[]> singles;
+    std::unique_ptr<uint8_t[]> singles;
     std::unique_ptr<uint64_t[]> touched;
     int64_t capacity = 0;  // bins
-    uint32_t subs = 0;
 
-    bool ensure(int64_t bins, uint32_t want_subs) noexcept {
-        if (capacity >= bins && subs >= want_subs) return true;
+    bool ensure(int64_t bins) noexcept {
+        if (capacity >= bins) return true;
         runs.reset(new (std::nothrow) int64_t[static_cast<size_t>(bins)]());
-        singles.reset(new (std::nothrow) uint32_t[static_cast<size_t>(bins * want_subs)]());
+        singles.reset(new (std::nothrow) uint8_t[static_cast<size_t>(bins)]());
         touched.reset(new (std::nothrow) uint64_t[static_cast<size_t>(touched_words(bins))]());
         if (!runs || !singles || !touched) {
             runs.reset();
             singles.reset();
             touched.reset();
             capacity = 0;
-            subs = 0;
             return false;
         }
         capacity = bins;
-        subs = want_subs;
         return true;
     }
 };
@@ -447,7 +523,6 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
     const char* p0 = static_cast<const char*>(pred);
     const Coders<T, P> code(tc, pc);
     const auto range_fn = pick_range_fn<T, P, ThreadTables>(opt.isa);
-    const uint32_t subs = sub_tables_for(bins);
     const int64_t flush_limit = std::max<int64_t>(1, std::min<int64_t>(opt.flush_limit, int64_t(0xFFFFFFFF)));
 
     int threads = 1;
@@ -459,7 +534,7 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
     const bool keep = bins <= kKeepCountersUpTo;
     std::vector<ThreadCounters> call_counters(keep ? 0 : static_cast<size_t>(threads));
     for (auto& c : call_counters) {
-        if (!c.ensure(bins, subs)) throw std::bad_alloc();
+        if (!c.ensure(bins)) throw std::bad_alloc();
     }
     std::vector<ThreadCounters*> counters_of(static_cast<size_t>(threads), nullptr);
     const int64_t words = touched_words(bins);
@@ -468,7 +543,7 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
 
     auto work = [&](int tid, int team) {
         ThreadCounters& mine = keep ? thread_counters() : call_counters[static_cast<size_t>(tid)];
-        if (!mine.ensure(bins, subs)) {
+        if (!mine.ensure(bins)) {
 #ifdef _OPENMP
 #pragma omp atomic write
 #endif
@@ -486,13 +561,13 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
 #endif
         any_failed = failed;
         if (!any_failed) {
-            ThreadTables tab{mine.runs.get(), mine.singles.get(), mine.touched.get(), bins, subs - 1};
+            ThreadTables tab{mine.runs.get(), mine.singles.get(), mine.touched.get(), bins};
             const int64_t share = n / team, extra = n % team;
             const int64_t first = begin + share * tid + std::min<int64_t>(tid, extra);
             const int64_t last = first + share + (tid < extra ? 1 : 0);
             for (int64_t a = first; a < last; a += flush_limit) {
                 range_fn(t0, p0, g, a, std::min(last, a + flush_limit), code, tab);
-                tab.flush();  // sub-tables hold fewer than flush_limit < 2^32 counts
+                tab.flush();
             }
         }
 #ifdef _OPENMP
@@ -590,51 +665,46 @@ inline bool settle_small(int64_t* table, const uint32_t* touched, int64_t n_touc
     return fits || invalid_target != 0 || invalid_pred != 0;  // invalid labels are reported first
 }
 
-// fn(bin, row, col) for every bin of the marked blocks of a table with `cols` columns.
-template <class Fn>
-inline void for_each_touched_bin(const uint64_t* map, int64_t bins, int64_t cols, Fn&& fn) {
-    for_each_touched_block(map, bins, 0, touched_words(bins), [&](int64_t b0, int64_t b1) {
-        int64_t row = b0 / cols, col = b0 % cols;
-        for (int64_t b = b0; b < b1; ++b) {
-            fn(b, row, col);
-            if (++col == cols) {
-                col = 0;
-                ++row;
+// out (K x K) += the class part of the working table, over the touched
+// blocks only, unless some entry would overflow int64: then out is left as
+// it was and the result is false.  One pass; the rare overflow is undone.
+inline bool add_class_counts_checked(const int64_t* table, const uint64_t* touched, int64_t k, int64_t* out) {
+    const int64_t cols = table_cols(k), bins = table_bins(k);
+    // fn(table offset, out offset, length) for each run of class bins (row and
+    // column < K) inside the marked blocks: a block may span rows.
+    auto for_each_segment = [&](auto&& fn) {
+        for_each_touched_block(touched, bins, 0, touched_words(bins), [&](int64_t b0, int64_t b1) {
+            int64_t row = b0 / cols, col = b0 % cols;
+            for (int64_t b = b0; b < b1 && row < k; ++row, col = 0) {
+                const int64_t len = std::min(b1 - b, cols - col);
+                const int64_t cls = std::min(len, k - col);  // columns < K of this segment
+                if (cls > 0) fn(b, row * k + col, cls);
+                b += len;
             }
+        });
+    };
+    // Wrapping arithmetic on uint64 (defined), overflow read from the signs.
+    uint64_t overflowed = 0;
+    for_each_segment([&](int64_t b, int64_t o, int64_t len) {
+        auto* dst = reinterpret_cast<uint64_t*>(out + o);
+        const auto* src = reinterpret_cast<const uint64_t*>(table + b);
+        for (int64_t j = 0; j < len; ++j) {
+            const uint64_t x = dst[j], y = src[j], s = x + y;
+            overflowed |= (x ^ s) & (y ^ s);  // sign bit: both operands' signs differ from the sum's
+            dst[j] = s;
         }
     });
+    if ((overflowed >> 63) == 0) return true;
+    for_each_segment([&](int64_t b, int64_t o, int64_t len) {
+        auto* dst = reinterpret_cast<uint64_t*>(out + o);
+        const auto* src = reinterpret_cast<const uint64_t*>(table + b);
+        for (int64_t j = 0; j < len; ++j) dst[j] -= src[j];
+    });
+    return false;
 }
 
 // Pixels counted in `table` with an invalid target (row K+1) or, among
 // evaluated pixels, an invalid prediction (column K).
-inline void invalid_counts(const int64_t* table, const uint64_t* touched, int64_t k, int64_t& invalid_target,
-                           int64_t& invalid_pred) {
-    invalid_target = 0;
-    invalid_pred = 0;
-    for_each_touched_bin(touched, table_bins(k), table_cols(k), [&](int64_t b, int64_t row, int64_t col) {
-        if (row == k + 1) invalid_target += table[b];
-        else if (row < k && col == k) invalid_pred += table[b];
-    });
-}
-
-// out (K x K) += the class part of the working table.
-inline void add_class_counts(const int64_t* table, const uint64_t* touched, int64_t k, int64_t* out) {
-    for_each_touched_bin(touched, table_bins(k), table_cols(k), [&](int64_t b, int64_t row, int64_t col) {
-        if (row < k && col < k) out[row * k + col] += table[b];
-    });
-}
-
-// Whether out (K x K) += the class part of the table stays within int64.
-inline bool class_counts_fit(const int64_t* table, const uint64_t* touched, int64_t k, const int64_t* out) {
-    bool fits = true;
-    for_each_touched_bin(touched, table_bins(k), table_cols(k), [&](int64_t b, int64_t row, int64_t col) {
-        int64_t sum = 0;
-        if (row < k && col < k) fits = fits && !__builtin_add_overflow(out[row * k + col], table[b], &sum);
-    });
-    return fits;
-}
-
-// The same over a whole table, for callers that keep no touched map.
 inline void invalid_counts(const int64_t* table, int64_t k, int64_t& invalid_target, int64_t& invalid_pred) {
     const int64_t cols = table_cols(k);
     invalid_target = 0;
