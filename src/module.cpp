@@ -52,6 +52,59 @@ struct SmallScratch {
     std::vector<uint64_t> touched_map; // blocks touched by count_pairs (see confusion.hpp)
 };
 
+// One scratch per OS thread, unless a call is already using it on this
+// thread: a Python signal handler run between the chunks of a long call may
+// count too, and must not share the outer call's table.
+class ScratchLease {
+public:
+    explicit ScratchLease(int64_t num_classes) : nested_(busy()), scratch_(nested_ ? own_ : shared()) {
+        if (!nested_) busy() = true;
+        const auto bins = static_cast<size_t>(am::table_bins(num_classes));
+        if (scratch_.table.size() < bins) scratch_.table.resize(bins, 0);
+        const auto words = static_cast<size_t>(am::touched_words(static_cast<int64_t>(bins)));
+        if (scratch_.touched_map.size() < words) scratch_.touched_map.resize(words, 0);
+    }
+    ~ScratchLease() {
+        if (!nested_) busy() = false;
+    }
+    ScratchLease(const ScratchLease&) = delete;
+    ScratchLease& operator=(const ScratchLease&) = delete;
+    SmallScratch& get() { return scratch_; }
+
+private:
+    static SmallScratch& shared() {
+        thread_local SmallScratch scratch;
+        return scratch;
+    }
+    static bool& busy() {
+        thread_local bool in_use = false;
+        return in_use;
+    }
+    SmallScratch own_;  // constructed before scratch_ may refer to it
+    bool nested_;
+    SmallScratch& scratch_;
+};
+
+// The small-input path (one thread, cost O(pixels)): count into the
+// thread's scratch table and settle it into `out` (see am::settle_small).
+// Returns false when adding would overflow `out` (nothing added).
+inline bool count_small(SmallScratch& scratch, LabelType tt, LabelType pt, const void* t_data, const void* p_data,
+                        const am::Geometry& g, const am::TargetCoding& tc, const am::PredCoding& pc, int isa,
+                        int64_t* out_data, int64_t& invalid_target, int64_t& invalid_pred) {
+    if (scratch.touched.size() < static_cast<size_t>(g.pixels) + 1) scratch.touched.resize(static_cast<size_t>(g.pixels) + 1);
+    int64_t n_touched = 0;
+    {
+        py::gil_scoped_release release;
+        n_touched = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
+            return am::count_pairs_small<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, isa,
+                                                                   scratch.table.data(), scratch.touched.data());
+        });
+    }
+    // With the GIL held, so concurrent updates of one matrix do not interleave.
+    return am::settle_small(scratch.table.data(), scratch.touched.data(), n_touched, tc.num_classes, g.multiplicity,
+                            out_data, invalid_target, invalid_pred);
+}
+
 // Histogram (target, pred) pairs and add them to `out` (K x K int64), or, if
 // any evaluated label is out of range, leave `out` untouched.  Returns
 // (invalid_target, invalid_pred, threads_used).
@@ -89,40 +142,12 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     int64_t invalid_target = 0, invalid_pred = 0;
     int threads_used = 1;
 
-    // One scratch per OS thread, unless a call is already using it on this
-    // thread: a Python signal handler run between the chunks of a long call
-    // may count too, and must not share the outer call's table.
-    thread_local SmallScratch thread_scratch;
-    thread_local bool thread_scratch_busy = false;
-    SmallScratch own_scratch;
-    const bool nested = thread_scratch_busy;
-    SmallScratch& scratch = nested ? own_scratch : thread_scratch;
-    struct ReleaseOnExit {
-        bool nested;
-        bool& busy;
-        ~ReleaseOnExit() {
-            if (!nested) busy = false;
-        }
-    } release_on_exit{nested, thread_scratch_busy};
-    if (!nested) thread_scratch_busy = true;
-    const auto bins = static_cast<size_t>(am::table_bins(num_classes));
-    if (scratch.table.size() < bins) scratch.table.resize(bins, 0);
-    const auto words = static_cast<size_t>(am::touched_words(static_cast<int64_t>(bins)));
-    if (scratch.touched_map.size() < words) scratch.touched_map.resize(words, 0);
+    ScratchLease lease(num_classes);
+    SmallScratch& scratch = lease.get();
     if (g.pixels < direct_below) {
-        if (scratch.touched.size() < static_cast<size_t>(g.pixels) + 1) scratch.touched.resize(static_cast<size_t>(g.pixels) + 1);
-        int64_t n_touched = 0;
-        {
-            py::gil_scoped_release release;
-            n_touched = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
-                return am::count_pairs_small<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, isa,
-                                                                       scratch.table.data(), scratch.touched.data());
-            });
+        if (!count_small(scratch, tt, pt, t_data, p_data, g, tc, pc, isa, out_data, invalid_target, invalid_pred)) {
+            raise_overflow();
         }
-        // With the GIL held, so concurrent updates of one matrix do not interleave.
-        const bool fits = am::settle_small(scratch.table.data(), scratch.touched.data(), n_touched, num_classes,
-                                           g.multiplicity, out_data, invalid_target, invalid_pred);
-        if (!fits) raise_overflow();
         return py::make_tuple(invalid_target, invalid_pred, threads_used);
     }
 
@@ -162,6 +187,63 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
         raise_overflow();
     }
     return py::make_tuple(invalid_target, invalid_pred, threads_used);
+}
+
+// confusion_matrix's path for a small map with default settings, where the
+// checks and the allocation are most of the cost: a new (K, K) matrix, or
+// None when the general path must run (anything but native, aligned integer
+// ndarrays of one shape and fewer than kSmallInputPixels pixels, or an
+// invalid label, for which the general path raises its detailed error).
+py::object confusion_matrix_small(const py::array& target, const py::array& pred, int64_t num_classes,
+                                  const py::object& ignore_index) {
+    auto integer = [&](const py::array& a) {
+        const py::dtype dt = a.dtype();
+        const char kind = dt.kind(), order = dt.byteorder();  // '=' native, '|' single byte
+        return (kind == 'i' || kind == 'u') && (order == '=' || order == '|') &&
+               (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+    };
+    if (num_classes < 1 || num_classes > 4096 || !integer(target) || !integer(pred) ||
+        target.ndim() != pred.ndim() || target.ndim() > am::kMaxDims || target.size() >= am::kSmallInputPixels) {
+        return py::none();
+    }
+    for (py::ssize_t d = 0; d < target.ndim(); ++d) {
+        if (target.shape(d) != pred.shape(d)) return py::none();
+    }
+    std::optional<int64_t> ignore;
+    if (!ignore_index.is_none()) {
+        int overflow = 0;
+        const long long v = PyLong_AsLongLongAndOverflow(ignore_index.ptr(), &overflow);
+        if (overflow != 0 || (v == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return py::none();
+        }
+        ignore = v;
+    }
+    const LabelType tt{static_cast<int>(target.itemsize()), target.dtype().kind() == 'i'};
+    const LabelType pt{static_cast<int>(pred.itemsize()), pred.dtype().kind() == 'i'};
+    const am::TargetCoding tc = target_coding(tt, num_classes, ignore, std::nullopt, 0, false);
+    am::PredCoding pc;
+    pc.num_classes = num_classes;
+    pc.limit = class_limit(num_classes, pt);
+    const int nd = static_cast<int>(target.ndim());
+    int64_t shape[am::kMaxDims], ts[am::kMaxDims], ps[am::kMaxDims];
+    for (int d = 0; d < nd; ++d) {
+        shape[d] = target.shape(d);
+        ts[d] = target.strides(d);
+        ps[d] = pred.strides(d);
+    }
+    am::Geometry g;
+    am::simplify_geometry(nd, shape, ts, ps, g);
+
+    py::array_t<int64_t> out({num_classes, num_classes});
+    int64_t* out_data = out.mutable_data();
+    std::memset(out_data, 0, static_cast<size_t>(num_classes * num_classes) * sizeof(int64_t));
+    ScratchLease lease(num_classes);
+    int64_t invalid_target = 0, invalid_pred = 0;
+    count_small(lease.get(), tt, pt, target.data(), pred.data(), g, tc, pc, -1, out_data, invalid_target,
+                invalid_pred);  // a fresh matrix of fewer than 2^16 counts cannot overflow
+    if (invalid_target != 0 || invalid_pred != 0) return py::none();
+    return std::move(out);
 }
 
 // out += other for two (K, K) int64 matrices, with the GIL held (so it does
@@ -235,6 +317,9 @@ PYBIND11_MODULE(_core, m) {
           py::arg("chunk_pixels") = int64_t(1) << 26,
           "Add the (target, pred) histogram to out unless a label is invalid; "
           "returns (invalid_target, invalid_pred, threads_used).");
+    m.def("confusion_matrix_small", &confusion_matrix_small, py::arg("target"), py::arg("pred"),
+          py::arg("num_classes"), py::arg("ignore_index"),
+          "A new (K, K) matrix for a small map, or None where accumulate must run (see module.cpp).");
     register_logits(m);
     m.def("add_counts", &add_counts, py::arg("out"), py::arg("other"),
           "out += other for (K, K) int64 matrices, with the GIL held; OverflowError leaves out unchanged.");

@@ -215,3 +215,63 @@ def test_build_info():
     assert isinstance(am.openmp_enabled(), bool)
     assert am.simd() in ("avx512bw", "avx2", "portable")
     assert am.default_threads() >= 1
+
+
+def _small_inputs():
+    rng = np.random.default_rng(3)
+    t = rng.integers(0, 5, (30, 40)).astype(np.int16)
+    p = rng.integers(0, 5, (30, 40)).astype(np.int16)
+    t[0, :7] = 255
+    raw = np.zeros(t.size * 2 + 1, np.uint8)[1:].view(np.int16)  # misaligned int16 buffer
+    raw[:] = t.ravel()
+    yield "contiguous", p, t, 255
+    clean = np.where(t == 255, 0, t).astype(np.int16)
+    yield "ignore None", p, clean, None
+    yield "strided", p[::-2, ::3], t[::-2, ::3], 255
+    yield "big-endian", p.astype(">i2"), t.astype(">i4"), 255
+    swapped = rng.choice([0, 1, 256, 257], (30, 40)).astype(">u2")  # 1 read with the wrong byte order is 256
+    yield "big-endian, byte-swapped values valid", swapped, swapped[::-1].astype("<u2"), None
+    yield "misaligned", p.ravel(), raw, 255
+    yield "bool", p > 2, t > 2, 255
+    yield "0-d", np.array(3, np.uint8), np.array(4, np.int64), 255
+    yield "empty", np.zeros((0, 5), np.uint8), np.zeros((0, 5), np.uint8), 255
+    yield "ignore outside the dtype", p, clean, -(2**40)
+
+
+@pytest.mark.parametrize("name,pred,target,ignore", list(_small_inputs()), ids=lambda v: v if isinstance(v, str) else "")
+def test_small_map_fast_path_matches_reference(name, pred, target, ignore):
+    # confusion_matrix takes small maps with default settings in one C++ call;
+    # whatever it hands back to the general path must come out the same.
+    k = 300 if "swapped" in name else 5
+    expected = reference.confusion_matrix(np.array(pred), np.array(target), k, ignore_index=ignore)
+    for kwargs in ({}, {"n_threads": 1}):
+        got = am.confusion_matrix(pred, target, k, ignore_index=ignore, **kwargs)
+        assert got.dtype == np.int64 and got.shape == (k, k) and got.flags.writeable
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("ignore,exc", [(2**63, ValueError), (-(2**63) - 1, ValueError), (True, TypeError), (2.0, TypeError)])
+def test_small_map_fast_path_refuses_bad_ignore_index(ignore, exc):
+    labels = np.zeros((4, 4), np.uint8)
+    with pytest.raises(exc, match="ignore_index"):
+        am.confusion_matrix(labels, labels, 3, ignore_index=ignore)
+
+
+def test_small_map_fast_path_errors_name_the_label():
+    target = np.zeros((8, 8), np.uint8)
+    pred = target.copy()
+    pred[3, 3] = 9
+    with pytest.raises(ValueError, match="9"):
+        am.confusion_matrix(pred, target, 5)
+    target[2, 2] = 7
+    with pytest.raises(ValueError, match="7"):
+        am.confusion_matrix(target.copy(), target, 5)
+
+
+def test_small_map_fast_path_edges_of_num_classes():
+    labels = np.arange(16, dtype=np.int32).reshape(4, 4)
+    for k in (16, 4096, 4097):
+        got = am.confusion_matrix(labels, labels, k, ignore_index=None)
+        assert got.shape == (k, k) and got.trace() == 16 and got.sum() == 16
+    with pytest.raises(ValueError, match="15"):
+        am.confusion_matrix(labels, labels, 15, ignore_index=None)

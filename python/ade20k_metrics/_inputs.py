@@ -203,9 +203,9 @@ def check_num_classes(num_classes) -> int:
 
 def matrix_bytes(k: int) -> int:
     """Memory one update with k classes needs at least: the K x K int64 matrix,
-    the kernel's (K+2) x (K+1) int64 working table and one thread's uint32 counters."""
+    the kernel's (K+2) x (K+1) int64 working table and one thread's int64 and 8-bit counters."""
     bins = (k + 2) * (k + 1)
-    return k * k * 8 + bins * 8 + bins * 4
+    return k * k * 8 + bins * 8 + bins * 9
 
 
 def memory_limit() -> int | None:
