@@ -247,6 +247,41 @@ class Row:
     method: str
     mpix_s: float
     note: str = ""
+    scope: str = ""  # "beyond cache": the large batch, compared with its own memory-limit row
+
+
+def last_level_cache_bytes() -> int | None:
+    """Size of the largest CPU cache (Linux sysfs), or None where it cannot be read."""
+    sizes = []
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            with open(os.path.join(base, entry, "size")) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        if text[-1:] in units and text[:-1].isdigit():
+            sizes.append(int(text[:-1]) * units[text[-1]])
+        elif text.isdigit():
+            sizes.append(int(text))
+    return max(sizes) if sizes else None
+
+
+def beyond_cache_bytes() -> int:
+    """Label bytes (both arrays) for the large batch: 4x the last-level cache, at least 256 MiB, so that
+    the streaming read and the kernel are bound by memory, not by the cache."""
+    return max(4 * (last_level_cache_bytes() or 0), 256 << 20)
+
+
+def _repeat_to(arr: np.ndarray, nbytes: int) -> np.ndarray:
+    """``arr`` (maps along axis 0) repeated to about ``nbytes``."""
+    per_map = arr[0].nbytes
+    return np.resize(arr, (max(1, nbytes // per_map),) + arr.shape[1:])
 
 
 def _time(fn: Method, targets, preds, repeats: int) -> float:
@@ -266,7 +301,7 @@ def _peer_available(module: str) -> bool:
 
 
 def run_suite(images: int, repeats: int, threads_all: int, datasets: list[str], dtypes: list[str],
-              slow_images: int, log=print) -> list[Row]:
+              slow_images: int, log=print, large_bytes: int = 0) -> list[Row]:
     rows: list[Row] = []
     peers_single = [
         ("numpy bincount", None, numpy_bincount),
@@ -317,6 +352,26 @@ def run_suite(images: int, repeats: int, threads_all: int, datasets: list[str], 
                     mode = "batch" if "batch" in label or "memory" in label else "per image"
                     rows.append(Row(name, dtype, mode, threads, label, mpix, note))
                     log(f"  {name:17s} {dtype:6s} {threads:2d} thr  {label:40s} {mpix:10.1f} Mpix/s")
+            if large_bytes:
+                rows += _beyond_cache(name, dtype, targets, preds, reference, large_bytes, threads_all, repeats, log)
+    return rows
+
+
+def _beyond_cache(name, dtype, targets, preds, reference, nbytes, threads, repeats, log) -> list[Row]:
+    # One batch larger than the caches, all threads: the kernel against a
+    # streaming read of the same arrays, both bound by memory bandwidth.
+    big_t, big_p = _repeat_to(targets, nbytes // 2), _repeat_to(preds, nbytes // 2)
+    copies = big_t.shape[0] // targets.shape[0]
+    expected = reference * copies + numpy_bincount(big_t[copies * targets.shape[0]:], big_p[copies * targets.shape[0]:])
+    rows = []
+    mib = (big_t.nbytes + big_p.nbytes) >> 20
+    for label, fn in ((f"ade20k-metrics one batch of {mib:,} MiB", ours_batch(threads)),
+                      (f"memory limit, {mib:,} MiB", stream_read(threads))):
+        if label.startswith("ade20k-metrics") and not np.array_equal(fn(big_t, big_p), expected):
+            raise AssertionError(f"{label} disagrees with numpy on {name}/{dtype}")
+        mpix = big_t.size / _time(fn, big_t, big_p, repeats) / 1e6
+        rows.append(Row(name, dtype, "batch", threads, label, mpix, scope="beyond cache"))
+        log(f"  {name:17s} {dtype:6s} {threads:2d} thr  {label:40s} {mpix:10.1f} Mpix/s")
     return rows
 
 
@@ -361,8 +416,8 @@ def format_table(rows: list[Row]) -> str:
     for (data, dtype), group in groups.items():
         numpy_rate = next((r.mpix_s for r in group if r.method == "numpy bincount"), float("nan"))
         for r in group:
-            limit = next((x.mpix_s for x in group if x.threads == r.threads and x.method.startswith("memory")),
-                         float("nan"))
+            limit = next((x.mpix_s for x in group if x.threads == r.threads and x.scope == r.scope
+                          and x.method.startswith("memory")), float("nan"))
             if np.isnan(r.mpix_s):
                 lines.append(f"| {data} | {dtype} | {r.threads} | {r.method} | - | - | - | {r.note}")
                 continue
@@ -411,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="threads for the 'all threads' rows")
     parser.add_argument("--data", nargs="+", choices=sorted(DATASETS), default=["ade20k-like", "uniform"])
     parser.add_argument("--dtypes", nargs="+", choices=["uint8", "int64"], default=["uint8", "int64"])
+    parser.add_argument("--beyond-cache", type=int, default=None, metavar="MIB",
+                        help="also time one batch of about this many MiB of labels with all threads against a "
+                             "streaming read of it (default: 4x the last-level cache, at least 256; 0: skip)")
     parser.add_argument("--quick", action="store_true", help="a fast look: 4 maps, 3 repeats, ADE20K-like uint8")
     parser.add_argument("--sweep-threshold", action="store_true",
                         help="instead: per-image throughput at several parallel thresholds (tuning)")
@@ -420,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.images, args.repeats, args.slow_images = 4, 3, 2
         args.data, args.dtypes = ["ade20k-like"], ["uint8"]
+        if args.beyond_cache is None:
+            args.beyond_cache = 0
     if args.images < 1 or args.repeats < 1 or args.slow_images < 1:
         parser.error("--images, --slow-images and --repeats must be >= 1")
     threads_all = args.threads or default_threads()
@@ -427,7 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.sweep_threshold:
         threshold_sweep(threads_all, args.repeats)
         return 0
-    rows = run_suite(args.images, args.repeats, threads_all, args.data, args.dtypes, args.slow_images)
+    if args.beyond_cache is not None and args.beyond_cache < 0:
+        parser.error("--beyond-cache must be >= 0")
+    large = beyond_cache_bytes() if args.beyond_cache is None else args.beyond_cache << 20
+    rows = run_suite(args.images, args.repeats, threads_all, args.data, args.dtypes, args.slow_images,
+                     large_bytes=large)
     table = format_table(rows)
     print()
     print(table)
