@@ -299,7 +299,8 @@ uint64_t stream_read(const py::buffer& buf, int n_threads) {
 
 std::string simd() {
     if (am::cpu_has_avx512bw()) return "avx512bw";
-    return am::cpu_has_avx2() ? "avx2" : "portable";
+    if (am::cpu_has_avx2()) return "avx2";
+    return AM_HAVE_NEON ? "neon" : "portable";
 }
 
 }  // namespace

@@ -185,6 +185,15 @@ AM_AVX2 void argmax_count_range_avx2(const char* t0, const char* s0, const Geome
 }
 #endif
 
+#if AM_HAVE_NEON
+template <class Key, class T>
+void argmax_count_range_neon(const char* t0, const char* s0, const Geometry& g, int64_t channels, int64_t cs,
+                             int64_t tile, int64_t begin, int64_t end, const Coders<T, uint32_t>& code,
+                             Tables<int64_t>& tab) {
+    argmax_count_range_impl<NeonMask, Key, T>(t0, s0, g, channels, cs, tile, begin, end, code, tab);
+}
+#endif
+
 template <class Key, class T>
 using ArgmaxRangeFn = void (*)(const char*, const char*, const Geometry&, int64_t, int64_t, int64_t,
                                int64_t, int64_t, const Coders<T, uint32_t>&, Tables<int64_t>&);
@@ -193,6 +202,9 @@ template <class Key, class T>
 ArgmaxRangeFn<Key, T> pick_argmax_range_fn(int isa) {
 #if AM_HAVE_AVX2_DISPATCH
     if (isa != 0 && cpu_has_avx2()) return &argmax_count_range_avx2<Key, T>;
+#endif
+#if AM_HAVE_NEON
+    if (isa != 0) return &argmax_count_range_neon<Key, T>;
 #endif
     (void)isa;
     return &argmax_count_range_portable<Key, T>;

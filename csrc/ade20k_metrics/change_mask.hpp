@@ -2,11 +2,14 @@
 // x[j] != x[j-1], for j in 0..63 (x[-1] must be readable).
 //
 // Real label maps are long runs of one value, so most 64-pixel blocks give 0
-// and are skipped whole.  A portable version always exists; an AVX2 one is
-// compiled alongside it with a function-level target attribute and chosen at
-// run time, so a wheel built for the baseline CPU still uses AVX2 or
-// AVX-512BW where the CPU has them.  (On Arm the portable loops are left to
-// the compiler's NEON auto-vectorisation.)
+// and are skipped whole.  A portable version always exists; on x86 AVX2 and
+// AVX-512BW ones are compiled alongside it with function-level target
+// attributes and chosen at run time, so a wheel built for the baseline CPU
+// still uses what the CPU has; on 64-bit Arm, where NEON is part of the
+// baseline, a NEON one is always used for 8-bit labels.
+//
+// Each policy also says whether it computes the bins of 8-bit labels with
+// SIMD (kVectorBins, simple_bins64; see SimpleCoding).
 #pragma once
 
 #include <cstdint>
@@ -17,6 +20,13 @@
 #include <immintrin.h>
 #else
 #define AM_HAVE_AVX2_DISPATCH 0
+#endif
+
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define AM_HAVE_NEON 1
+#include <arm_neon.h>
+#else
+#define AM_HAVE_NEON 0
 #endif
 
 namespace am {
@@ -210,6 +220,71 @@ inline bool cpu_has_avx2() {
 #else
 inline bool cpu_has_avx512bw() { return false; }
 inline bool cpu_has_avx2() { return false; }
+#endif
+
+#if AM_HAVE_NEON
+namespace neon_detail {
+
+// Bit j of the result is set where byte j of c0..c3 (64 bytes of 0x00 or
+// 0xFF) is set: each byte weighted by its bit within its group of eight,
+// then three rounds of pairwise adds collapse each group to one byte.
+inline uint64_t bits64(uint8x16_t c0, uint8x16_t c1, uint8x16_t c2, uint8x16_t c3) {
+    const uint8x16_t weights = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t a = vpaddq_u8(vandq_u8(c0, weights), vandq_u8(c1, weights));
+    const uint8x16_t b = vpaddq_u8(vandq_u8(c2, weights), vandq_u8(c3, weights));
+    const uint8x16_t ab = vpaddq_u8(a, b);
+    return vgetq_lane_u64(vreinterpretq_u64_u8(vpaddq_u8(ab, ab)), 0);
+}
+
+// Bytes where x differs from x shifted by one.
+inline uint8x16_t diff16(const uint8_t* x) { return veorq_u8(vld1q_u8(x), vld1q_u8(x - 1)); }
+
+}  // namespace neon_detail
+
+struct NeonMask {
+    static constexpr bool kVectorBins = true;
+
+    template <class T>
+    static inline uint64_t change_mask64(const T* x) {
+        return PortableMask::change_mask64(x);
+    }
+    static inline uint64_t change_mask64(const uint8_t* x) {
+        using namespace neon_detail;
+        return bits64(vtstq_u8(diff16(x), diff16(x)), vtstq_u8(diff16(x + 16), diff16(x + 16)),
+                      vtstq_u8(diff16(x + 32), diff16(x + 32)), vtstq_u8(diff16(x + 48), diff16(x + 48)));
+    }
+    template <class T, class P>
+    static inline uint64_t pair_change_mask64(const T* t, const P* p) {
+        return change_mask64(t) | change_mask64(p);
+    }
+    // 8-bit pairs: one horizontal max decides a block without a change.
+    static inline uint64_t pair_change_mask64(const uint8_t* t, const uint8_t* p) {
+        using namespace neon_detail;
+        const uint8x16_t d0 = vorrq_u8(diff16(t), diff16(p));
+        const uint8x16_t d1 = vorrq_u8(diff16(t + 16), diff16(p + 16));
+        const uint8x16_t d2 = vorrq_u8(diff16(t + 32), diff16(p + 32));
+        const uint8x16_t d3 = vorrq_u8(diff16(t + 48), diff16(p + 48));
+        if (vmaxvq_u8(vorrq_u8(vorrq_u8(d0, d1), vorrq_u8(d2, d3))) == 0) return 0;
+        return bits64(vtstq_u8(d0, d0), vtstq_u8(d1, d1), vtstq_u8(d2, d2), vtstq_u8(d3, d3));
+    }
+
+    // bins[j] for the 64 pixels t[0..63], p[0..63] (see SimpleCoding), 8 at a time.
+    static inline void simple_bins64(const uint8_t* t, const uint8_t* p, const SimpleCoding& c, uint32_t* bins) {
+        const uint16x8_t k = vdupq_n_u16(c.k), k1 = vdupq_n_u16(static_cast<uint16_t>(c.k + 1));
+        const uint16x8_t width = vdupq_n_u16(c.width), t_limit = vdupq_n_u16(c.t_limit);
+        const uint16x8_t t_ignore = vdupq_n_u16(c.t_ignore), p_limit = vdupq_n_u16(c.p_limit);
+        for (int j = 0; j < 64; j += 8) {
+            const uint16x8_t tv = vmovl_u8(vld1_u8(t + j));
+            const uint16x8_t pv = vmovl_u8(vld1_u8(p + j));
+            uint16x8_t row = vbslq_u16(vcltq_u16(tv, t_limit), tv, k1);
+            row = vbslq_u16(vceqq_u16(tv, t_ignore), k, row);
+            const uint16x8_t col = vbslq_u16(vcltq_u16(pv, p_limit), pv, k);
+            const uint16x8_t bin = vmlaq_u16(col, row, width);  // col + row * width < 2^16
+            vst1q_u32(bins + j, vmovl_u16(vget_low_u16(bin)));
+            vst1q_u32(bins + j + 4, vmovl_high_u16(bin));
+        }
+    }
+};
 #endif
 
 }  // namespace am

@@ -49,7 +49,7 @@ struct KernelOptions {
     // The 8-bit counters are folded into int64 after at most this many pixels
     // (they carry when they wrap, so any value is exact: small ones test the folding).
     int64_t flush_limit = int64_t(1) << 31;
-    // -1: best the CPU has, 0: portable, 1: AVX2, 2: AVX-512BW (each if present).
+    // -1: best the CPU has, 0: portable, 1: AVX2 (NEON on Arm), 2: AVX-512BW (each if present).
     int isa = -1;
 };
 
@@ -448,6 +448,14 @@ AM_AVX2 void count_range_avx2(const char* t0, const char* p0, const Geometry& g,
 }
 #endif
 
+#if AM_HAVE_NEON
+template <class T, class P, class Sink>
+void count_range_neon(const char* t0, const char* p0, const Geometry& g, int64_t begin, int64_t end,
+                      const Coders<T, P>& code, Sink& tab) {
+    count_range_impl<NeonMask>(t0, p0, g, begin, end, code, tab);
+}
+#endif
+
 template <class T, class P, class Sink>
 using RangeFn = void (*)(const char*, const char*, const Geometry&, int64_t, int64_t,
                          const Coders<T, P>&, Sink&);
@@ -457,6 +465,9 @@ RangeFn<T, P, Sink> pick_range_fn(int isa) {
 #if AM_HAVE_AVX2_DISPATCH
     if ((isa < 0 || isa >= 2) && cpu_has_avx512bw()) return &count_range_avx512<T, P, Sink>;
     if (isa != 0 && cpu_has_avx2()) return &count_range_avx2<T, P, Sink>;
+#endif
+#if AM_HAVE_NEON
+    if (isa != 0) return &count_range_neon<T, P, Sink>;
 #endif
     (void)isa;
     return &count_range_portable<T, P, Sink>;
