@@ -145,14 +145,15 @@ struct Avx2Mask {
     AM_AVX2 static inline uint64_t pair_change_mask64(const T* t, const P* p) {
         return change_mask64(t) | change_mask64(p);
     }
-    // 8-bit pairs, the common case: one test decides a block without a change.
+    // 8-bit pairs, the common case.  No early exit for a block without a
+    // change: whether a block has one is unpredictable, and the caller
+    // handles both without a branch.
     AM_AVX2 static inline uint64_t pair_change_mask64(const uint8_t* t, const uint8_t* p) {
         using namespace avx2_detail;
         const __m256i d0 = _mm256_or_si256(_mm256_xor_si256(load(t), load(t - 1)),
                                            _mm256_xor_si256(load(p), load(p - 1)));
         const __m256i d1 = _mm256_or_si256(_mm256_xor_si256(load(t + 32), load(t + 31)),
                                            _mm256_xor_si256(load(p + 32), load(p + 31)));
-        if (_mm256_testz_si256(_mm256_or_si256(d0, d1), _mm256_or_si256(d0, d1))) return 0;
         const __m256i zero = _mm256_setzero_si256();
         const auto same0 = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(d0, zero)));
         const auto same1 = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(d1, zero)));
@@ -257,14 +258,13 @@ struct NeonMask {
     static inline uint64_t pair_change_mask64(const T* t, const P* p) {
         return change_mask64(t) | change_mask64(p);
     }
-    // 8-bit pairs: one horizontal max decides a block without a change.
+    // 8-bit pairs, without an early exit for a block without a change (see Avx2Mask).
     static inline uint64_t pair_change_mask64(const uint8_t* t, const uint8_t* p) {
         using namespace neon_detail;
         const uint8x16_t d0 = vorrq_u8(diff16(t), diff16(p));
         const uint8x16_t d1 = vorrq_u8(diff16(t + 16), diff16(p + 16));
         const uint8x16_t d2 = vorrq_u8(diff16(t + 32), diff16(p + 32));
         const uint8x16_t d3 = vorrq_u8(diff16(t + 48), diff16(p + 48));
-        if (vmaxvq_u8(vorrq_u8(vorrq_u8(d0, d1), vorrq_u8(d2, d3))) == 0) return 0;
         return bits64(vtstq_u8(d0, d0), vtstq_u8(d1, d1), vtstq_u8(d2, d2), vtstq_u8(d3, d3));
     }
 
