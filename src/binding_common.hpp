@@ -17,6 +17,13 @@ namespace am_binding {
 
 namespace py = pybind11;
 
+// Whether values of this dtype are stored in the machine's byte order
+// (numpy writes '=' for native and '|' where order does not apply).
+inline bool native_order(const py::dtype& dt) {
+    const char order = dt.byteorder();
+    return order == '=' || order == '|';
+}
+
 struct LabelType {
     int bytes;
     bool is_signed;
@@ -31,7 +38,7 @@ inline LabelType label_type(const py::array& a, const char* name) {
         throw py::type_error(std::string(name) + " labels must be integers, got dtype " +
                              py::str(dt).cast<std::string>());
     }
-    if (!dt.attr("isnative").cast<bool>()) {
+    if (!native_order(dt)) {
         throw py::value_error(std::string(name) + " has non-native byte order; convert it first");
     }
     return {bytes, kind == 'i'};
@@ -66,7 +73,7 @@ inline std::optional<uint64_t> bits_in(int64_t v, LabelType lt) {
 
 // Arrays whose elements are read in place as their type must be aligned for it.
 inline void check_aligned(const py::array& a, const char* name) {
-    if (!a.attr("flags").attr("aligned").cast<bool>()) {
+    if ((a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) == 0) {
         throw py::value_error(std::string(name) + " is not aligned for its dtype; pass a copy (np.array(x))");
     }
 }
@@ -81,7 +88,7 @@ inline void check_counts(int64_t num_classes, int n_threads) {
 // The K x K int64 matrix the counts are added to.
 inline int64_t* checked_out(py::array& out, int64_t num_classes) {
     const py::dtype dt = out.dtype();
-    if (dt.kind() != 'i' || dt.itemsize() != 8 || !dt.attr("isnative").cast<bool>()) {
+    if (dt.kind() != 'i' || dt.itemsize() != 8 || !native_order(dt)) {
         throw py::type_error("out must be a native int64 array");
     }
     if (out.ndim() != 2 || out.shape(0) != num_classes || out.shape(1) != num_classes ||

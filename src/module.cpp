@@ -198,8 +198,8 @@ py::object confusion_matrix_small(const py::array& target, const py::array& pred
                                   const py::object& ignore_index) {
     auto integer = [&](const py::array& a) {
         const py::dtype dt = a.dtype();
-        const char kind = dt.kind(), order = dt.byteorder();  // '=' native, '|' single byte
-        return (kind == 'i' || kind == 'u') && (order == '=' || order == '|') &&
+        const char kind = dt.kind();
+        return (kind == 'i' || kind == 'u') && native_order(dt) &&
                (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
     };
     if (num_classes < 1 || num_classes > 4096 || !integer(target) || !integer(pred) ||
@@ -252,7 +252,7 @@ void add_counts(py::array out, const py::array& other) {
     if (out.ndim() != 2 || out.shape(0) != out.shape(1)) throw py::value_error("out must be a square matrix");
     int64_t* o = checked_out(out, out.shape(0));
     const py::dtype dt = other.dtype();
-    if (dt.kind() != 'i' || dt.itemsize() != 8 || !dt.attr("isnative").cast<bool>() || other.ndim() != 2 ||
+    if (dt.kind() != 'i' || dt.itemsize() != 8 || !native_order(dt) || other.ndim() != 2 ||
         other.shape(0) != out.shape(0) || other.shape(1) != out.shape(1) || !(other.flags() & py::array::c_style)) {
         throw py::value_error("other must be a C-contiguous int64 matrix of out's shape");
     }

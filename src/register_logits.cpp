@@ -36,7 +36,7 @@ void check_score_dtype(const py::array& scores, int score_type) {
         throw py::type_error("scores dtype " + py::str(dt).cast<std::string>() + " does not match score_type " +
                              std::to_string(score_type));
     }
-    if (!dt.attr("isnative").cast<bool>()) throw py::value_error("scores have non-native byte order; convert them first");
+    if (!native_order(dt)) throw py::value_error("scores have non-native byte order; convert them first");
     // The kernel reads whole elements through typed pointers.
     bool aligned = reinterpret_cast<uintptr_t>(scores.data()) % static_cast<uintptr_t>(size) == 0;
     for (py::ssize_t d = 0; d < scores.ndim(); ++d) aligned = aligned && scores.strides(d) % size == 0;
