@@ -42,6 +42,14 @@ struct SimpleCoding {
     uint16_t k = 0, width = 0, t_limit = 0, t_ignore = 0xFFFF, p_limit = 0;
 };
 
+// The same for 64-bit targets and predictions (int64 is what PyTorch gives),
+// 4 pixels a vector; any table fits (bins < 2^32 for K <= 65534).
+struct SimpleCoding64 {
+    bool ok = false;
+    bool has_ignore = false;
+    uint64_t k = 0, width = 0, t_limit = 0, t_ignore = 0, p_limit = 0;
+};
+
 struct PortableMask {
     static constexpr bool kVectorBins = false;
     template <class T>
@@ -113,11 +121,35 @@ AM_AVX2 inline void simple_bins64(const uint8_t* t, const uint8_t* p, const Simp
     }
 }
 
+AM_AVX2 inline __m256i all(uint64_t v) { return _mm256_set1_epi64x(static_cast<long long>(v)); }
+
+// The same for 64-bit labels (see SimpleCoding64).
+AM_AVX2 inline void simple_bins64(const uint64_t* t, const uint64_t* p, const SimpleCoding64& c, uint32_t* bins) {
+    const uint64_t flip = uint64_t(1) << 63;  // unsigned order = signed order of the sign-flipped values
+    const __m256i sign = all(flip), k = all(c.k), k1 = all(c.k + 1), width = all(c.width);
+    const __m256i t_limit = all(c.t_limit ^ flip), p_limit = all(c.p_limit ^ flip), t_ignore = all(c.t_ignore);
+    const __m256i ignore_on = all(c.has_ignore ? ~uint64_t(0) : 0);
+    const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    for (int j = 0; j < 64; j += 4) {
+        const __m256i tv = load(t + j), pv = load(p + j);
+        __m256i row = _mm256_blendv_epi8(k1, tv, _mm256_cmpgt_epi64(t_limit, _mm256_xor_si256(tv, sign)));
+        row = _mm256_blendv_epi8(row, k, _mm256_and_si256(ignore_on, _mm256_cmpeq_epi64(tv, t_ignore)));
+        const __m256i col = _mm256_blendv_epi8(k, pv, _mm256_cmpgt_epi64(p_limit, _mm256_xor_si256(pv, sign)));
+        const __m256i bin = _mm256_add_epi64(_mm256_mul_epu32(row, width), col);  // row, col, bin < 2^32
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(bins + j),
+                         _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(bin, low_halves)));
+    }
+}
+
 }  // namespace avx2_detail
 
 struct Avx2Mask {
     static constexpr bool kVectorBins = true;
     AM_AVX2 static inline void simple_bins64(const uint8_t* t, const uint8_t* p, const SimpleCoding& c,
+                                             uint32_t* bins) {
+        avx2_detail::simple_bins64(t, p, c, bins);
+    }
+    AM_AVX2 static inline void simple_bins64(const uint64_t* t, const uint64_t* p, const SimpleCoding64& c,
                                              uint32_t* bins) {
         avx2_detail::simple_bins64(t, p, c, bins);
     }
@@ -167,6 +199,10 @@ struct Avx2Mask {
 struct Avx512Mask {
     static constexpr bool kVectorBins = true;
     AM_AVX512 static inline void simple_bins64(const uint8_t* t, const uint8_t* p, const SimpleCoding& c,
+                                               uint32_t* bins) {
+        avx2_detail::simple_bins64(t, p, c, bins);
+    }
+    AM_AVX512 static inline void simple_bins64(const uint64_t* t, const uint64_t* p, const SimpleCoding64& c,
                                                uint32_t* bins) {
         avx2_detail::simple_bins64(t, p, c, bins);
     }
@@ -282,6 +318,24 @@ struct NeonMask {
             const uint16x8_t bin = vmlaq_u16(col, row, width);  // col + row * width < 2^16
             vst1q_u32(bins + j, vmovl_u16(vget_low_u16(bin)));
             vst1q_u32(bins + j + 4, vmovl_high_u16(bin));
+        }
+    }
+
+    // The same for 64-bit labels (see SimpleCoding64), 4 at a time.
+    static inline void simple_bins64(const uint64_t* t, const uint64_t* p, const SimpleCoding64& c, uint32_t* bins) {
+        const uint64x2_t k = vdupq_n_u64(c.k), k1 = vdupq_n_u64(c.k + 1), t_ignore = vdupq_n_u64(c.t_ignore);
+        const uint64x2_t t_limit = vdupq_n_u64(c.t_limit), p_limit = vdupq_n_u64(c.p_limit);
+        const uint64x2_t ignore_on = vdupq_n_u64(c.has_ignore ? ~uint64_t(0) : 0);
+        const uint32x4_t width = vdupq_n_u32(static_cast<uint32_t>(c.width));
+        auto row_of = [&](uint64x2_t v) {
+            const uint64x2_t row = vbslq_u64(vcltq_u64(v, t_limit), v, k1);
+            return vmovn_u64(vbslq_u64(vandq_u64(vceqq_u64(v, t_ignore), ignore_on), k, row));
+        };
+        auto col_of = [&](uint64x2_t v) { return vmovn_u64(vbslq_u64(vcltq_u64(v, p_limit), v, k)); };
+        for (int j = 0; j < 64; j += 4) {
+            const uint32x4_t row = vcombine_u32(row_of(vld1q_u64(t + j)), row_of(vld1q_u64(t + j + 2)));
+            const uint32x4_t col = vcombine_u32(col_of(vld1q_u64(p + j)), col_of(vld1q_u64(p + j + 2)));
+            vst1q_u32(bins + j, vmlaq_u32(col, row, width));  // row, col, bin < 2^32
         }
     }
 };

@@ -236,7 +236,8 @@ template <class T, class P>
 struct Coders {
     RowCoder<T> row;
     ColCoder<P> col;
-    SimpleCoding simple;  // ok: SIMD may compute the bins (8-bit labels, no lookup)
+    SimpleCoding simple;      // ok: SIMD may compute the bins (8-bit labels, no lookup)
+    SimpleCoding64 simple64;  // the same for 64-bit labels
     Coders(const TargetCoding& tc, const PredCoding& pc)
         : row(tc, static_cast<uint32_t>(table_cols(tc.num_classes))), col(pc) {
         if (sizeof(T) == 1 && sizeof(P) == 1 && tc.lut == nullptr && !tc.reduce_zero_label &&
@@ -247,6 +248,15 @@ struct Coders {
             simple.t_limit = static_cast<uint16_t>(std::min<uint64_t>(tc.limit, 256));
             simple.t_ignore = tc.has_ignore ? static_cast<uint16_t>(tc.ignore_bits) : uint16_t(0xFFFF);
             simple.p_limit = static_cast<uint16_t>(std::min<uint64_t>(pc.limit, 256));
+        }
+        if (sizeof(T) == 8 && sizeof(P) == 8 && tc.lut == nullptr && !tc.reduce_zero_label) {
+            simple64.ok = true;
+            simple64.has_ignore = tc.has_ignore;
+            simple64.k = static_cast<uint64_t>(tc.num_classes);
+            simple64.width = static_cast<uint64_t>(table_cols(tc.num_classes));
+            simple64.t_limit = tc.limit;
+            simple64.t_ignore = tc.ignore_bits;
+            simple64.p_limit = pc.limit;
         }
     }
     Coders(const TargetCoder<T>& t, const PredCoder<P>& p, uint32_t width) : row(t, width), col(p) {}
@@ -264,6 +274,15 @@ AM_INLINE void scatter(const T* t, const P* p, int64_t n, const Coders& code, Si
             alignas(32) uint32_t bin[64];
             Mask::simple_bins64(reinterpret_cast<const uint8_t*>(t), reinterpret_cast<const uint8_t*>(p),
                                 code.simple, bin);
+            for (int u = 0; u < 64; u += 8) tab.add_eight(bin + u);
+            return;
+        }
+    }
+    if constexpr (Mask::kVectorBins && sizeof(T) == 8 && sizeof(P) == 8) {
+        if (n == 64 && code.simple64.ok) {
+            alignas(32) uint32_t bin[64];
+            Mask::simple_bins64(reinterpret_cast<const uint64_t*>(t), reinterpret_cast<const uint64_t*>(p),
+                                code.simple64, bin);
             for (int u = 0; u < 64; u += 8) tab.add_eight(bin + u);
             return;
         }

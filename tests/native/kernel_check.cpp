@@ -148,6 +148,9 @@ int main() {
             check_counts<uint8_t, int8_t>("u8/i8", k, n, true, 255);
             check_counts<uint16_t, uint8_t>("u16/u8", k, n, true, 255);
             check_counts<int64_t, int64_t>("i64/i64", k, n, true, -1);
+            check_counts<int64_t, int64_t>("i64/i64 no ignore", k, n, false, -1);
+            check_counts<int64_t, int64_t>("i64/i64 ignore inside", k, n, true, 1);
+            check_counts<uint64_t, uint64_t>("u64/u64", k, n, true, int64_t(1) << 40);
         }
     }
     check_masks<am::PortableMask>("portable");
