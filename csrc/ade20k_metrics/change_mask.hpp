@@ -50,6 +50,30 @@ struct SimpleCoding64 {
     uint64_t k = 0, width = 0, t_limit = 0, t_ignore = 0, p_limit = 0;
 };
 
+namespace portable_detail {
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+constexpr bool kSwar = true;
+#else
+constexpr bool kSwar = false;
+#endif
+
+inline uint64_t word_at(const uint8_t* x) {
+    uint64_t w;
+    std::memcpy(&w, x, sizeof(w));
+    return w;
+}
+
+// Bit j set where byte j of the little-endian word y is not zero: the high
+// bit of each byte marks it (no carries cross bytes), one multiply gathers them.
+inline uint32_t nonzero_bytes(uint64_t y) {
+    constexpr uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL, high = 0x8080808080808080ULL;
+    const uint64_t marked = (((y & low7) + low7) | y) & high;
+    return static_cast<uint32_t>((marked * 0x0002040810204081ULL) >> 56);
+}
+
+}  // namespace portable_detail
+
 struct PortableMask {
     static constexpr bool kVectorBins = false;
     template <class T>
@@ -62,6 +86,17 @@ struct PortableMask {
     template <class T, class P>
     static inline uint64_t pair_change_mask64(const T* t, const P* p) {
         return change_mask64(t) | change_mask64(p);
+    }
+    // 8-bit pairs: eight pixels per 64-bit word (SWAR) on little-endian machines.
+    static inline uint64_t pair_change_mask64(const uint8_t* t, const uint8_t* p) {
+        using namespace portable_detail;
+        if (!kSwar) return change_mask64(t) | change_mask64(p);
+        uint64_t m = 0;
+        for (int j = 0; j < 64; j += 8) {
+            const uint64_t y = (word_at(t + j) ^ word_at(t + j - 1)) | (word_at(p + j) ^ word_at(p + j - 1));
+            m |= static_cast<uint64_t>(nonzero_bytes(y)) << j;
+        }
+        return m;
     }
 };
 
