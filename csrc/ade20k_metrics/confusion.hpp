@@ -21,6 +21,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -269,20 +270,16 @@ constexpr int kScatterAbove = 12;
 template <class Mask, class T, class P, class Sink, class Coders>
 AM_INLINE void scatter(const T* t, const P* p, int64_t n, const Coders& code, Sink& tab) {
     tab.note_singles();
-    if constexpr (Mask::kVectorBins && sizeof(T) == 1 && sizeof(P) == 1) {
-        if (n == 64 && code.simple.ok) {
+    // SIMD bins for 8-bit and for 64-bit labels without a lookup.
+    if constexpr (Mask::kVectorBins && sizeof(T) == sizeof(P) && (sizeof(T) == 1 || sizeof(T) == 8)) {
+        using U = std::conditional_t<sizeof(T) == 1, uint8_t, uint64_t>;
+        const auto& simple = [&]() -> const auto& {
+            if constexpr (sizeof(T) == 1) return code.simple;
+            else return code.simple64;
+        }();
+        if (n == 64 && simple.ok) {
             alignas(32) uint32_t bin[64];
-            Mask::simple_bins64(reinterpret_cast<const uint8_t*>(t), reinterpret_cast<const uint8_t*>(p),
-                                code.simple, bin);
-            for (int u = 0; u < 64; u += 8) tab.add_eight(bin + u);
-            return;
-        }
-    }
-    if constexpr (Mask::kVectorBins && sizeof(T) == 8 && sizeof(P) == 8) {
-        if (n == 64 && code.simple64.ok) {
-            alignas(32) uint32_t bin[64];
-            Mask::simple_bins64(reinterpret_cast<const uint64_t*>(t), reinterpret_cast<const uint64_t*>(p),
-                                code.simple64, bin);
+            Mask::simple_bins64(reinterpret_cast<const U*>(t), reinterpret_cast<const U*>(p), simple, bin);
             for (int u = 0; u < 64; u += 8) tab.add_eight(bin + u);
             return;
         }
