@@ -17,11 +17,17 @@ namespace am_binding {
 
 namespace py = pybind11;
 
-// Whether values of this dtype are stored in the machine's byte order
-// (numpy writes '=' for native and '|' where order does not apply).
+// Whether values of this dtype are stored in the machine's byte order:
+// numpy writes '=' for native, '|' where order does not apply, and may keep
+// an explicit '<' or '>' (dtype.newbyteorder('<')) that is native all the same.
 inline bool native_order(const py::dtype& dt) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    constexpr char kNative = '>';
+#else
+    constexpr char kNative = '<';
+#endif
     const char order = dt.byteorder();
-    return order == '=' || order == '|';
+    return order == '=' || order == '|' || order == kNative;
 }
 
 struct LabelType {

@@ -192,8 +192,10 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
 // confusion_matrix's path for a small map with default settings, where the
 // checks and the allocation are most of the cost: a new (K, K) matrix, or
 // None when the general path must run (anything but native, aligned integer
-// ndarrays of one shape and fewer than kSmallInputPixels pixels, or an
-// invalid label, for which the general path raises its detailed error).
+// ndarrays of one shape and fewer than kSmallInputPixels pixels, more than
+// 1024 classes, or an invalid label, for which the general path raises its
+// detailed error).  Up to 1024 classes the general path's memory check has
+// nothing to refuse (it looks only from 64 MiB up).
 py::object confusion_matrix_small(const py::array& target, const py::array& pred, int64_t num_classes,
                                   const py::object& ignore_index) {
     auto integer = [&](const py::array& a) {
@@ -202,7 +204,7 @@ py::object confusion_matrix_small(const py::array& target, const py::array& pred
         return (kind == 'i' || kind == 'u') && native_order(dt) &&
                (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
     };
-    if (num_classes < 1 || num_classes > 4096 || !integer(target) || !integer(pred) ||
+    if (num_classes < 1 || num_classes > 1024 || !integer(target) || !integer(pred) ||
         target.ndim() != pred.ndim() || target.ndim() > am::kMaxDims || target.size() >= am::kSmallInputPixels) {
         return py::none();
     }

@@ -39,5 +39,5 @@ def openmp_enabled() -> bool:
 
 
 def simd() -> str:
-    """The vector instruction set the kernel picked on this CPU ("avx512bw", "avx2" or "portable")."""
+    """The vector instruction set the kernel picked on this CPU ("avx512bw", "avx2", "neon" or "portable")."""
     return str(_core.simd())

@@ -107,10 +107,11 @@ def confusion_matrix(pred, target, num_classes: int, *, ignore_index: int | None
     Pixels whose target equals ``ignore_index`` are skipped (``None``: none
     are).  A label outside [0, num_classes) anywhere else is a ValueError.
     """
-    # The evaluation-loop call (a small ndarray map, default settings) in one
-    # step; anything it does not take (None) goes the general way below.
+    # The evaluation-loop call (a small ndarray map, default settings, at most
+    # 1024 classes, so no memory check to make) in one step; anything it does
+    # not take (None) goes the general way below.
     if (n_threads is None and type(pred) is np.ndarray and type(target) is np.ndarray
-            and type(num_classes) is int and 0 < num_classes <= 4096
+            and type(num_classes) is int and 0 < num_classes <= 1024
             and (ignore_index is None or type(ignore_index) is int)
             and not _KERNEL_OPTIONS):
         out = _core.confusion_matrix_small(target, pred, num_classes, ignore_index)
