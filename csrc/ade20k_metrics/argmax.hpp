@@ -253,7 +253,7 @@ KernelResult count_argmax_pairs(const void* target, const void* scores, const Ge
     res.threads = threads;
 
     if (threads == 1 && mult == 1) {
-        Tables<int64_t> tab{table, bins, 0};
+        Tables<int64_t> tab{table};
         range_fn(t0, s0, g, channels, channel_stride, tile, begin, end, code, tab);
         return res;
     }
@@ -263,7 +263,7 @@ KernelResult count_argmax_pairs(const void* target, const void* scores, const Ge
     std::unique_ptr<int64_t[]> counters(new int64_t[static_cast<size_t>(bins * threads)]());
     auto work_share = [&](int tid, int team) {
         int64_t* c = counters.get() + bins * tid;
-        Tables<int64_t> tab{c, bins, 0};
+        Tables<int64_t> tab{c};
         const int64_t share = n / team, extra = n % team;
         const int64_t first = begin + share * tid + std::min<int64_t>(tid, extra);
         const int64_t last = first + share + (tid < extra ? 1 : 0);

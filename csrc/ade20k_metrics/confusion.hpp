@@ -92,17 +92,13 @@ inline void for_each_touched_block(const uint64_t* map, int64_t bins, int64_t w_
 
 namespace detail {
 
-// A plain counter table (or `subs` sub-tables, lane j to sub-table j % subs).
+// A plain counter table (argmax.hpp's counting, where the argmax dominates).
 template <class C>
 struct Tables {
     C* base;
-    int64_t bins;
-    uint32_t sub_mask;  // subs - 1, subs a power of two
 
     AM_INLINE void add_run(uint32_t bin, int64_t len) { base[bin] += static_cast<C>(len); }
-    AM_INLINE void add_one(uint32_t lane, uint32_t bin) {
-        base[static_cast<int64_t>(lane & sub_mask) * bins + bin] += 1;
-    }
+    AM_INLINE void add_one(uint32_t, uint32_t bin) { base[bin] += 1; }
     AM_INLINE void add_eight(const uint32_t* bin) {
         for (uint32_t u = 0; u < 8; ++u) add_one(u, bin[u]);
     }
