@@ -11,7 +11,7 @@
 //   scatter a block with many changes (noise, thin structures) increments one
 //           bin per pixel in a table of 8-bit counters that stays in the L1
 //           cache and carries into int64 when a counter wraps; the bins of
-//           8-bit labels without a lookup are computed by SIMD.
+//           8- and 64-bit labels without a lookup are computed by SIMD.
 // Small inputs count straight into int64 on one thread.
 // Nothing here throws inside a parallel region.
 #pragma once
@@ -153,8 +153,7 @@ struct ThreadTables {
             if (word == 0) continue;
             for (int u = 0; u < 8; ++u) runs[b + u] += singles[b + u];
             std::memset(singles + b, 0, 8);
-            mark_touched(touched, static_cast<uint32_t>(b));
-            mark_touched(touched, static_cast<uint32_t>(b + 7));  // the 8 may straddle two blocks
+            mark_touched(touched, static_cast<uint32_t>(b));  // b % 8 == 0: the eight share a 64-bin block
         }
         for (; b < bins; ++b) {
             if (singles[b] == 0) continue;
