@@ -50,29 +50,22 @@ namespace detail {
 
 // An int32 key whose order is the numeric order of the score, NaN highest.
 // Sign-magnitude bits become two's complement (-x -> -|x|, so -0 and +0 both
-// map to 0); any NaN maps to INT32_MAX, above +inf.
-struct Float32Key {
-    using Raw = uint32_t;
-    AM_INLINE static int32_t key(uint32_t b) {
-        const int32_t mag = static_cast<int32_t>(b & 0x7FFFFFFFu);
-        const int32_t sgn = -static_cast<int32_t>(b >> 31);
+// map to 0); any NaN (magnitude above infinity's, `Inf`) maps to INT32_MAX.
+template <class RawBits, uint32_t Inf>
+struct FloatKey {
+    using Raw = RawBits;
+    static constexpr int kSignBit = 8 * sizeof(RawBits) - 1;
+    AM_INLINE static int32_t key(RawBits b) {
+        const auto bits = static_cast<uint32_t>(b);
+        const auto mag = static_cast<int32_t>(bits & ((uint32_t(1) << kSignBit) - 1));
+        const int32_t sgn = -static_cast<int32_t>(bits >> kSignBit);
         const int32_t k = (mag ^ sgn) - sgn;
-        return mag > 0x7F800000 ? INT32_MAX : k;
+        return mag > static_cast<int32_t>(Inf) ? INT32_MAX : k;
     }
 };
-
-template <uint32_t NanAbove>
-struct Half16Key {
-    using Raw = uint16_t;
-    AM_INLINE static int32_t key(uint16_t b) {
-        const int32_t mag = static_cast<int32_t>(b & 0x7FFFu);
-        const int32_t sgn = -static_cast<int32_t>(b >> 15);
-        const int32_t k = (mag ^ sgn) - sgn;
-        return mag > static_cast<int32_t>(NanAbove) ? INT32_MAX : k;
-    }
-};
-using Float16Key = Half16Key<0x7C00u>;   // IEEE binary16: exponent 5 bits
-using BFloat16Key = Half16Key<0x7F80u>;  // bfloat16: exponent 8 bits
+using Float32Key = FloatKey<uint32_t, 0x7F800000u>;
+using Float16Key = FloatKey<uint16_t, 0x7C00u>;   // IEEE binary16: exponent 5 bits
+using BFloat16Key = FloatKey<uint16_t, 0x7F80u>;  // bfloat16: exponent 8 bits
 
 // Winning class of `n` pixels into `idx`.  `s` points at class 0 of the first
 // pixel; pixels are `ps` bytes apart, classes `cs` bytes apart.
@@ -132,22 +125,13 @@ AM_INLINE void argmax_count_range_impl(const char* t0, const char* s0, const Geo
     const int64_t inner = g.inner();
     const int64_t ts = g.t_stride[nd - 1], ps = g.p_stride[nd - 1];
     const bool t_contiguous = ts == static_cast<int64_t>(sizeof(T)) && aligned_rows<T>(t0 + g.t_offset, g.t_stride, nd);
-    int64_t pos_idx[kMaxDims];
-    int64_t row = begin / inner, col = begin % inner;
-    int64_t t_off = g.t_offset, s_off = g.p_offset;
-    for (int d = nd - 2; d >= 0; --d) {
-        pos_idx[d] = row % g.shape[d];
-        row /= g.shape[d];
-        t_off += pos_idx[d] * g.t_stride[d];
-        s_off += pos_idx[d] * g.p_stride[d];
-    }
-    int64_t pos = begin;
-    while (pos < end) {
-        const int64_t row_n = std::min(inner - col, end - pos);
+    RowCursor at(g, begin);  // its p_off is the scores' offset
+    for (int64_t pos = begin; pos < end; at.next_row(g)) {
+        const int64_t row_n = std::min(inner - at.col, end - pos);
         for (int64_t j = 0; j < row_n; j += tile) {
             const int64_t n = std::min(tile, row_n - j);
-            const char* t = t0 + t_off + (col + j) * ts;
-            const char* s = s0 + s_off + (col + j) * ps;
+            const char* t = t0 + at.t_off + (at.col + j) * ts;
+            const char* s = s0 + at.p_off + (at.col + j) * ps;
             argmax_tile<Key>(s, ps, cs, channels, n, best, idx);
             if (t_contiguous) {
                 count_contiguous<Mask>(reinterpret_cast<const T*>(t), idx, n, code, tab);
@@ -157,15 +141,6 @@ AM_INLINE void argmax_count_range_impl(const char* t0, const char* s0, const Geo
             }
         }
         pos += row_n;
-        col = 0;
-        for (int d = nd - 2; d >= 0; --d) {  // next row
-            t_off += g.t_stride[d];
-            s_off += g.p_stride[d];
-            if (++pos_idx[d] < g.shape[d]) break;
-            t_off -= g.shape[d] * g.t_stride[d];
-            s_off -= g.shape[d] * g.p_stride[d];
-            pos_idx[d] = 0;
-        }
     }
 }
 

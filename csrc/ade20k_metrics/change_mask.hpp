@@ -230,17 +230,9 @@ struct Avx2Mask {
 
 #define AM_AVX512 __attribute__((target("avx512f,avx512bw,avx2,bmi,popcnt")))
 
-// AVX-512BW: one compare of 64 lanes gives the 64-bit mask directly.
-struct Avx512Mask {
-    static constexpr bool kVectorBins = true;
-    AM_AVX512 static inline void simple_bins64(const uint8_t* t, const uint8_t* p, const SimpleCoding& c,
-                                               uint32_t* bins) {
-        avx2_detail::simple_bins64(t, p, c, bins);
-    }
-    AM_AVX512 static inline void simple_bins64(const uint64_t* t, const uint64_t* p, const SimpleCoding64& c,
-                                               uint32_t* bins) {
-        avx2_detail::simple_bins64(t, p, c, bins);
-    }
+// AVX-512BW: one compare of 64 lanes gives the 64-bit mask directly.  The
+// SIMD bins are AVX2's (inherited), which an AVX-512 caller may inline.
+struct Avx512Mask : Avx2Mask {
     AM_AVX512 static inline uint64_t change_mask64(const uint8_t* x) {
         return _mm512_cmpneq_epu8_mask(_mm512_loadu_si512(x), _mm512_loadu_si512(x - 1));
     }

@@ -405,21 +405,11 @@ AM_INLINE void count_range_impl(const char* t0, const char* p0, const Geometry& 
     const bool contiguous = ts == static_cast<int64_t>(sizeof(T)) && ps == static_cast<int64_t>(sizeof(P)) &&
                             aligned_rows<T>(t0 + g.t_offset, g.t_stride, nd) &&
                             aligned_rows<P>(p0 + g.p_offset, g.p_stride, nd);
-    // Odometer over the outer axes, started at the row holding `begin`.
-    int64_t idx[kMaxDims];
-    int64_t row = begin / inner, col = begin % inner;
-    int64_t t_off = g.t_offset, p_off = g.p_offset;
-    for (int d = nd - 2; d >= 0; --d) {
-        idx[d] = row % g.shape[d];
-        row /= g.shape[d];
-        t_off += idx[d] * g.t_stride[d];
-        p_off += idx[d] * g.p_stride[d];
-    }
-    int64_t pos = begin;
-    while (pos < end) {
-        const int64_t n = std::min(inner - col, end - pos);
-        const char* t = t0 + t_off + col * ts;
-        const char* p = p0 + p_off + col * ps;
+    RowCursor at(g, begin);
+    for (int64_t pos = begin; pos < end; at.next_row(g)) {
+        const int64_t n = std::min(inner - at.col, end - pos);
+        const char* t = t0 + at.t_off + at.col * ts;
+        const char* p = p0 + at.p_off + at.col * ps;
         if (contiguous) {
             count_contiguous<Mask>(reinterpret_cast<const T*>(t), reinterpret_cast<const P*>(p), n,
                                    code, tab);
@@ -427,15 +417,6 @@ AM_INLINE void count_range_impl(const char* t0, const char* p0, const Geometry& 
             count_strided<T, P>(t, ts, p, ps, n, code, tab);
         }
         pos += n;
-        col = 0;
-        for (int d = nd - 2; d >= 0; --d) {  // next row
-            t_off += g.t_stride[d];
-            p_off += g.p_stride[d];
-            if (++idx[d] < g.shape[d]) break;
-            t_off -= g.shape[d] * g.t_stride[d];
-            p_off -= g.shape[d] * g.p_stride[d];
-            idx[d] = 0;
-        }
     }
 }
 

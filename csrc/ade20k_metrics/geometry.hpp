@@ -29,6 +29,38 @@ struct Geometry {
     int64_t inner() const { return shape[ndim - 1]; }
 };
 
+// The rows (runs along the inner axis) of a geometry from flat index `begin`
+// on: an odometer over the outer axes and the byte offsets of the current
+// row's first pair in both arrays.
+struct RowCursor {
+    int64_t idx[kMaxDims];
+    int64_t t_off, p_off;
+    int64_t col;  // where `begin` lies in its row; 0 for every later row
+
+    RowCursor(const Geometry& g, int64_t begin) : t_off(g.t_offset), p_off(g.p_offset) {
+        int64_t row = begin / g.inner();
+        col = begin % g.inner();
+        for (int d = g.ndim - 2; d >= 0; --d) {
+            idx[d] = row % g.shape[d];
+            row /= g.shape[d];
+            t_off += idx[d] * g.t_stride[d];
+            p_off += idx[d] * g.p_stride[d];
+        }
+    }
+
+    void next_row(const Geometry& g) {
+        col = 0;
+        for (int d = g.ndim - 2; d >= 0; --d) {
+            t_off += g.t_stride[d];
+            p_off += g.p_stride[d];
+            if (++idx[d] < g.shape[d]) return;
+            t_off -= g.shape[d] * g.t_stride[d];
+            p_off -= g.shape[d] * g.p_stride[d];
+            idx[d] = 0;
+        }
+    }
+};
+
 // `shape`, `t_strides`, `p_strides` describe `ndim` axes (byte strides).
 // Returns false when ndim exceeds kMaxDims.
 inline bool simplify_geometry(int ndim, const int64_t* shape, const int64_t* t_strides,
