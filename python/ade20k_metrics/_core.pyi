@@ -45,6 +45,14 @@ def accumulate_argmax(
     score_type: 0 float32, 1 float16, 2 bfloat16 (passed as its 16-bit integer bits).
     """
 
+def confusion_matrix_small(
+    target: npt.NDArray[np.integer],
+    pred: npt.NDArray[np.integer],
+    num_classes: int,
+    ignore_index: int | None,
+) -> npt.NDArray[np.int64] | None:
+    """A new (K, K) matrix for a small map, or None where accumulate must run (see module.cpp)."""
+
 def add_counts(out: npt.NDArray[np.int64], other: npt.NDArray[np.int64]) -> None: ...
 def openmp_enabled() -> bool: ...
 def omp_max_threads() -> int: ...
