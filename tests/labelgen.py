@@ -1,7 +1,8 @@
-"""Test-data helpers: random label maps and random strided views of them."""
+"""Test helpers: random label maps, random strided views of them, and the all-or-nothing update check."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 INT_DTYPES = [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
 
@@ -66,3 +67,16 @@ def random_labels(rng: np.random.Generator, shape, dtype, num_classes: int, extr
         mask = rng.random(n) < p_extra
         vals[mask] = rng.choice(np.array(extras, dtype=object), size=int(mask.sum()))
     return np.array(vals.tolist() if n else [], dtype=dtype).reshape(shape)
+
+
+def assert_update_all_or_nothing(cm, pred, target, expected) -> None:
+    """``cm.update(pred, target)`` adds ``expected``, or, where ``expected`` is None (an invalid
+    label), raises ValueError and leaves the matrix as it was."""
+    before = cm.matrix.copy()
+    if expected is None:
+        with pytest.raises(ValueError, match="outside"):
+            cm.update(pred, target)
+        np.testing.assert_array_equal(cm.matrix, before)
+    else:
+        cm.update(pred, target)
+        np.testing.assert_array_equal(cm.matrix, before + expected)

@@ -571,13 +571,18 @@ def test_show_draws_palette_colours_and_errors(tmp_path, capsys):
     assert tuple(err_panel[2, 9]) != (255, 0, 0) and tuple(err_panel[0, 0]) != (255, 0, 0)
 
 
-def test_show_with_photo_and_bad_label(tmp_path, capsys):
+def _show_with_photo(tmp_path, capsys, photo_shape):
+    """`show` on an 8x8 prediction and ground truth (class 2) and a black photo of photo_shape."""
     gt = np.full((8, 8), 2, np.uint8)
     Image.fromarray(gt).save(tmp_path / "g.png")
     Image.fromarray(gt).save(tmp_path / "p.png")
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "photo.png")
-    code, _, err = run(["show", tmp_path / "p.png", tmp_path / "g.png", tmp_path / "photo.png",
-                        "-o", tmp_path / "o.png"], capsys)
+    Image.fromarray(np.zeros(photo_shape, np.uint8)).save(tmp_path / "photo.png")
+    return run(["show", tmp_path / "p.png", tmp_path / "g.png", tmp_path / "photo.png",
+                "-o", tmp_path / "o.png"], capsys)
+
+
+def test_show_with_photo_and_bad_label(tmp_path, capsys):
+    code, _, err = _show_with_photo(tmp_path, capsys, (8, 8, 3))
     assert code == 0, err
     with Image.open(tmp_path / "o.png") as im:
         assert im.width == 4 * 8 + 3 * 6
@@ -683,12 +688,7 @@ def test_tqdm_is_used_when_installed(dataset, capsys, monkeypatch):
 
 
 def test_show_photo_of_another_size_is_an_error(tmp_path, capsys):
-    gt = np.full((8, 8), 2, np.uint8)
-    Image.fromarray(gt).save(tmp_path / "g.png")
-    Image.fromarray(gt).save(tmp_path / "p.png")
-    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(tmp_path / "photo.png")
-    code, _, err = run(["show", tmp_path / "p.png", tmp_path / "g.png", tmp_path / "photo.png",
-                        "-o", tmp_path / "o.png"], capsys)
+    code, _, err = _show_with_photo(tmp_path, capsys, (9, 8, 3))
     assert code == 1 and str(tmp_path / "photo.png") in err and "8x9" in err
     assert not (tmp_path / "o.png").exists()
 

@@ -826,27 +826,37 @@ def _pair(seed, n=2_000_000, k=13):
     return pred, target
 
 
-def test_threads_updating_separate_accumulators_are_exact():
-    k = 13
-    pairs = [_pair(s) for s in range(4)]
-    expected = [bincount_matrix(p, t, k) for p, t in pairs]
-    results, errors = [None] * 4, []
+def _run_in_threads(work, n: int) -> None:
+    """work(i) on n Python threads at once; fails on any exception or a thread still running after 120 s."""
+    errors = []
 
-    def work(i):
+    def guarded(i):
         try:
-            cm = am.ConfusionMatrix(k, n_threads=1 + i % 2)
-            for _ in range(5):
-                cm.update(*pairs[i])
-            results[i] = cm.matrix.copy()
+            work(i)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
     for th in threads:
         th.start()
     for th in threads:
         th.join(120)
     assert not errors and not any(th.is_alive() for th in threads)
+
+
+def test_threads_updating_separate_accumulators_are_exact():
+    k = 13
+    pairs = [_pair(s) for s in range(4)]
+    expected = [bincount_matrix(p, t, k) for p, t in pairs]
+    results = [None] * 4
+
+    def work(i):
+        cm = am.ConfusionMatrix(k, n_threads=1 + i % 2)
+        for _ in range(5):
+            cm.update(*pairs[i])
+        results[i] = cm.matrix.copy()
+
+    _run_in_threads(work, 4)
     for got, exp in zip(results, expected):
         np.testing.assert_array_equal(got, 5 * exp)
 
@@ -857,22 +867,13 @@ def test_one_accumulator_shared_by_threads_is_exact():
     expected = sum(bincount_matrix(p, t, k) for p, t in pairs)
     cm = am.ConfusionMatrix(k, n_threads=2)
     barrier = threading.Barrier(6)
-    errors = []
 
     def work(i):
-        try:
-            barrier.wait()
-            for _ in range(10):
-                cm.update(*pairs[i])
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        barrier.wait()
+        for _ in range(10):
+            cm.update(*pairs[i])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(120)
-    assert not errors and not any(th.is_alive() for th in threads)
+    _run_in_threads(work, 6)
     np.testing.assert_array_equal(cm.matrix, 10 * expected)
 
 
