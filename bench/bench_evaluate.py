@@ -30,9 +30,9 @@ from PIL import Image
 
 import ade20k_metrics
 from ade20k_metrics import cli, default_threads
-from ade20k_metrics._threads import available_cpus
-from ade20k_metrics.evaluate import LabelFormat, iter_decoded, pair_folders
-from ade20k_metrics.report import cpu_model
+from ade20k_metrics.core.threads import available_cpus
+from ade20k_metrics.io.label_files import LabelFormat, iter_decoded, pair_folders
+from ade20k_metrics.io.report import cpu_model
 
 HEIGHT, WIDTH, K = 512, 683, 150
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluated_matrix(pred_dir: Path, gt_dir: Path, threads: int) -> np.ndarray:
-    from ade20k_metrics.evaluate import evaluate_pairs
+    from ade20k_metrics.io.label_files import evaluate_pairs
 
     return evaluate_pairs(pair_folders(pred_dir, gt_dir).pairs, LabelFormat(), threads=threads).matrix
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import ade20k_metrics as am
-from ade20k_metrics.report import cpu_model
+from ade20k_metrics.io.report import cpu_model
 
 
 def make_inputs(n: int, k: int, h: int, w: int, seed: int = 0):

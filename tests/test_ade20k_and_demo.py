@@ -28,7 +28,7 @@ def test_sample_annotations_match_the_pngs():
     from importlib import resources
 
     for name, arr in arrays.items():
-        with resources.files("ade20k_metrics").joinpath("data", "sample", name + ".png").open("rb") as f:
+        with resources.files("ade20k_metrics.datasets").joinpath("data", "ade20k", "sample", name + ".png").open("rb") as f:
             np.testing.assert_array_equal(np.array(Image.open(f)), arr)
 
 

@@ -127,7 +127,7 @@ def test_counts_stay_exact_past_two_to_the_32():
     m = am.confusion_matrix(p, t, 3)
     assert m[2, 1] == n and m.sum() == n
     # One zero-stride input: walked pixel by pixel, counters flushed often.
-    from ade20k_metrics.confusion import kernel_options
+    from ade20k_metrics.core.kernel import kernel_options
 
     t2 = np.broadcast_to(np.arange(4, dtype=np.uint8), (5000, 4))
     p2 = np.zeros((5000, 4), np.uint8)

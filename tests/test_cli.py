@@ -465,7 +465,7 @@ def test_failed_run_leaves_existing_outputs_untouched(tmp_path, capsys):
 
 
 def test_atomic_write_never_leaves_half_a_file(tmp_path):
-    from ade20k_metrics.report import atomic_write
+    from ade20k_metrics.io.report import atomic_write
 
     target = tmp_path / "report.json"
     target.write_text("old")
@@ -524,7 +524,7 @@ def test_progress_bar_only_on_a_terminal(dataset, capsys, monkeypatch):
 # -- streaming --------------------------------------------------------------------------------------
 
 def test_decoding_runs_a_bounded_number_of_pairs_ahead(monkeypatch):
-    from ade20k_metrics import evaluate as ev
+    from ade20k_metrics.io import label_files as ev
 
     started = []
 
@@ -597,7 +597,7 @@ def test_show_with_photo_and_bad_label(tmp_path, capsys):
 def published_mious():
     from importlib import resources
 
-    with resources.files("ade20k_metrics").joinpath("data", "leaderboard.csv").open() as f:
+    with resources.files("ade20k_metrics.datasets").joinpath("data", "ade20k", "leaderboard.csv").open() as f:
         return [float(r["miou"]) for r in csv.DictReader(f)]
 
 
@@ -626,7 +626,7 @@ def test_leaderboard_plot_and_usage(tmp_path, capsys):
 
 
 def test_pareto_frontier_by_hand():
-    from ade20k_metrics.leaderboard import Entry, pareto_frontier
+    from ade20k_metrics.cli.leaderboard import Entry, pareto_frontier
 
     def entry(name, miou, params):
         return Entry(name, "", miou, "CNN", params, 2020)
@@ -638,16 +638,16 @@ def test_pareto_frontier_by_hand():
 
 def test_bench_passes_every_argument_through(monkeypatch, capsys):
     seen = []
-    fake = types.ModuleType("ade20k_metrics.benchmark")
+    fake = types.ModuleType("ade20k_metrics.cli.benchmark")
     fake.main = lambda argv: seen.append(argv) or 7
-    monkeypatch.setitem(sys.modules, "ade20k_metrics.benchmark", fake)
+    monkeypatch.setitem(sys.modules, "ade20k_metrics.cli.benchmark", fake)
     assert main(["bench", "--quick", "-n", "3", "extra"]) == 7
     assert seen == [["--quick", "-n", "3", "extra"]]
     assert main(["bench"]) == 7 and seen[-1] == []
 
 
 def test_bench_without_the_benchmark_module(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "ade20k_metrics.benchmark", None)
+    monkeypatch.setitem(sys.modules, "ade20k_metrics.cli.benchmark", None)
     code, _, err = run(["bench"], capsys)
     assert code == 1 and "not available" in err
 

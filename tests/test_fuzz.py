@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import as_strided
 
 import ade20k_metrics as am
 from ade20k_metrics import _core, reference
-from ade20k_metrics.confusion import kernel_options
+from ade20k_metrics.core.kernel import kernel_options
 
 # The binding properties are cheap: three times the profile's example count (450 locally, 3,000 in CI).
 MANY = settings(max_examples=3 * settings.default.max_examples, deadline=None,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ade20k_metrics as am
-from ade20k_metrics._inputs import as_labels
+from ade20k_metrics.core.inputs import as_labels
 
 
 def hand_pair():

@@ -9,7 +9,7 @@ from labelgen import INT_DTYPES, assert_update_all_or_nothing, fits, random_labe
 
 import ade20k_metrics as am
 from ade20k_metrics import reference
-from ade20k_metrics.confusion import kernel_options
+from ade20k_metrics.core.kernel import kernel_options
 
 # Kernel code paths: default heuristics; forced multi-threaded with tiny
 # counter flushes; direct int64 counting; the portable (non-AVX2) code.

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ade20k_metrics as am
-from ade20k_metrics.logits import argmax_options
+from ade20k_metrics.core.logits import argmax_options
 
 
 def expected_from_scores(scores, target, k, axis, **kw):

@@ -23,8 +23,9 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 
 import ade20k_metrics as am
-from ade20k_metrics import _core, _inputs, reference
-from ade20k_metrics.confusion import kernel_options
+from ade20k_metrics import _core, reference
+from ade20k_metrics.core import inputs as _inputs
+from ade20k_metrics.core.kernel import kernel_options
 
 # Forces the multi-threaded kernel on any input, even on a 2-core machine.
 FORCE_THREADS = {"min_pixels_per_thread": 1, "direct_below": 0}
@@ -914,7 +915,7 @@ FORK_SCRIPT = """
 import multiprocessing as mp, sys
 import numpy as np
 import ade20k_metrics as am
-from ade20k_metrics.confusion import kernel_options
+from ade20k_metrics.core.kernel import kernel_options
 
 K = 7
 t = (np.arange(300_000) % K).astype(np.uint8)
@@ -1022,7 +1023,7 @@ REENTRY_SCRIPT = """
 import signal, sys
 import numpy as np
 import ade20k_metrics as am
-from ade20k_metrics.confusion import kernel_options
+from ade20k_metrics.core.kernel import kernel_options
 
 K_INNER = {k_inner}
 inner_wrong = inner_calls = 0

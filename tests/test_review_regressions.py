@@ -77,7 +77,7 @@ import ade20k_metrics as am
 cm = am.ConfusionMatrix(150, n_threads=2)
 scores = np.random.default_rng(0).random((150, 128, 128), dtype=np.float32)
 target = (np.arange(128 * 128) % 150).astype(np.uint8).reshape(128, 128)
-from ade20k_metrics.logits import argmax_options
+from ade20k_metrics.core.logits import argmax_options
 with argmax_options(min_scores_per_thread=1):
     cm.update_logits(scores, target)   # the parent runs a parallel region first
 pid = os.fork()

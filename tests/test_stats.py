@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ade20k_metrics as am
-from ade20k_metrics.stats import ImageStats
+from ade20k_metrics.analysis.stats import ImageStats
 
 # Three images, 3 classes, 255 ignored.
 #  A: target [0 0 1 1], pred [0 0 1 0]: IoU0 = 2/3, IoU1 = 1/2, class 2 absent -> mIoU 7/12

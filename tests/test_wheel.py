@@ -55,7 +55,7 @@ def test_repaired_wheel_installs_and_works(tmp_path):
     run([auditwheel, "repair", wheel, "-w", fixed])
     (repaired,) = fixed.glob("ade20k_metrics-*manylinux*.whl")
     names = zipfile.ZipFile(repaired).namelist()
-    assert "ade20k_metrics/py.typed" in names and "ade20k_metrics/_core.pyi" in names
+    assert "ade20k_metrics/py.typed" in names and "ade20k_metrics/core/_core.pyi" in names
     assert any(n.startswith("ade20k_metrics.libs/libgomp") for n in names), names  # OpenMP runtime vendored
 
     env_dir = tmp_path / "venv"

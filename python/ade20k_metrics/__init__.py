@@ -4,26 +4,33 @@
     >>> cm = am.ConfusionMatrix(150, reduce_zero_label=True)
     >>> cm.update(pred, target)          # doctest: +SKIP
     >>> cm.compute().miou                # doctest: +SKIP
+
+This file only gathers the public names; docs/architecture.md says which
+subpackage holds what.
 """
 from __future__ import annotations
 
-from . import _core, reference
-from ._threads import default_threads
-from .confusion import ConfusionMatrix, confusion_matrix
-from .metrics import CONVENTIONS, Metrics, compute_metrics, explain
-from . import compat, stats
-from .stats import ImageStats
-
-__version__ = "0.1.0"
+from ._version import __version__
+from .core import _core, reference
+from .core.confusion import ConfusionMatrix, confusion_matrix
+from .core.kernel import openmp_enabled, simd
+from .core.threads import default_threads
+from .metrics.compute import CONVENTIONS, Metrics, compute_metrics, explain
+from .analysis import stats
+from .analysis.stats import ImageStats
+from .datasets import ade20k
+from . import compat, datasets
 
 __all__ = [
     "CONVENTIONS",
     "ConfusionMatrix",
     "ImageStats",
     "Metrics",
+    "ade20k",
     "compat",
     "compute_metrics",
     "confusion_matrix",
+    "datasets",
     "default_threads",
     "explain",
     "openmp_enabled",
@@ -31,13 +38,3 @@ __all__ = [
     "simd",
     "stats",
 ]
-
-
-def openmp_enabled() -> bool:
-    """Whether the installed kernel was built with OpenMP (else it runs on one thread)."""
-    return bool(_core.openmp_enabled())
-
-
-def simd() -> str:
-    """The vector instruction set the kernel picked on this CPU ("avx512bw", "avx2", "neon" or "portable")."""
-    return str(_core.simd())

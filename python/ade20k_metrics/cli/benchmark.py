@@ -19,8 +19,12 @@ from typing import Callable
 
 import numpy as np
 
-from . import ConfusionMatrix, _core, ade20k, default_threads, openmp_enabled, simd
-from .report import cpu_model
+from ..core import _core
+from ..core.confusion import ConfusionMatrix
+from ..core.kernel import openmp_enabled, simd
+from ..core.threads import default_threads
+from ..datasets import ade20k
+from ..io.report import cpu_model
 
 K = 150
 IGNORE = 255
@@ -393,7 +397,7 @@ def threshold_sweep(threads: int, repeats: int, log=print) -> list[tuple[int, in
     Measures where going parallel starts to pay: rows (pixels per image,
     min_pixels_per_thread, Mpix/s) on coherent uint8 maps of several sizes.
     """
-    from .confusion import kernel_options
+    from ..core.kernel import kernel_options
 
     results = []
     for h, w in [(64, 64), (128, 171), (256, 342), (512, 683), (1024, 1366)]:

@@ -17,7 +17,7 @@ import os
 from functools import lru_cache
 
 from . import _core
-from ._inputs import as_int
+from .inputs import as_int
 
 _forked_child = False
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import reference
-from .confusion import ConfusionMatrix
+from ..core import reference
+from ..core.confusion import ConfusionMatrix
 from .report import MissingDependencyError
 
 LABEL_SUFFIX = ".png"
@@ -304,7 +304,7 @@ def evaluate_pairs(pairs: Sequence[LabelPair], label_format: LabelFormat = Label
     ``threads``: decoding threads (None: the kernel's default thread count).
     ``on_pair(done)`` is called after each pair, for progress reporting.
     """
-    from ._threads import resolve_threads
+    from ..core.threads import resolve_threads
 
     workers = resolve_threads(threads)
     # One image is ~0.35 Mpixel: the kernel counts it in ~0.1 ms on one thread,

@@ -10,9 +10,9 @@ score beats every number (the first NaN wins), and -0.0 ties with +0.0.
 from __future__ import annotations
 
 from . import _core, reference
-from ._inputs import as_int, as_labels, as_scores
-from ._threads import kernel_threads
-from ._tuning import override_options
+from .inputs import as_int, as_labels, as_scores
+from .threads import kernel_threads
+from .tuning import override_options
 
 # Kernel tuning (ArgmaxOptions in argmax.hpp), changed only by tests and
 # benchmarks through ``argmax_options``; results never depend on it.

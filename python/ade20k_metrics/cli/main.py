@@ -40,7 +40,10 @@ def _warn(message: str) -> None:
 # -- demo ---------------------------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import ConfusionMatrix, ade20k, default_threads, openmp_enabled, simd
+    from ..core.confusion import ConfusionMatrix
+    from ..core.kernel import openmp_enabled, simd
+    from ..core.threads import default_threads
+    from ..datasets import ade20k
 
     names = ade20k.class_names()
     cm = ConfusionMatrix(ade20k.NUM_CLASSES, reduce_zero_label=True, n_threads=args.threads)
@@ -168,8 +171,8 @@ def _add_label_format_options(p: argparse.ArgumentParser) -> None:
 
 
 def _label_format(args: argparse.Namespace):
-    from ._inputs import MAX_CLASSES
-    from .evaluate import LabelFormat
+    from ..core.inputs import MAX_CLASSES
+    from ..io.label_files import LabelFormat
 
     if args.num_classes > MAX_CLASSES:
         raise UsageError(f"--num-classes must be at most {MAX_CLASSES}, got {args.num_classes}")
@@ -195,10 +198,10 @@ def _list_names(names: tuple[str, ...]) -> str:
 # -- evaluate -----------------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import report
-    from .evaluate import evaluate_pairs, pair_folders
-    from .metrics import compute_metrics
-    from ._threads import resolve_threads
+    from ..core.threads import resolve_threads
+    from ..io import report
+    from ..io.label_files import evaluate_pairs, pair_folders
+    from ..metrics.compute import compute_metrics
 
     label_format = _label_format(args)
     for option in ("json", "csv", "markdown", "plot", "leaderboard_plot"):
@@ -296,9 +299,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # -- show ---------------------------------------------------------------------------------------------
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from . import report
-    from .evaluate import InputError, LabelPair, label_error, load_pair, to_train_ids
-    from .reference import target_rows
+    from ..core.reference import target_rows
+    from ..io import report
+    from ..io.label_files import InputError, LabelPair, label_error, load_pair, to_train_ids
 
     label_format = _label_format(args)
     _check_output_path(args.output, "-o")
@@ -334,7 +337,7 @@ def _existing_file(path: str):
 def _read_photo(path) -> np.ndarray:
     from PIL import Image
 
-    from .evaluate import InputError
+    from ..io.label_files import InputError
 
     try:
         with Image.open(path) as image:
@@ -374,7 +377,7 @@ def cmd_bench(argv: list[str]) -> int:
     except ModuleNotFoundError as e:
         if e.name != f"{__package__}.benchmark":
             raise
-        _error("the bench subcommand is not available in this installation (no ade20k_metrics.benchmark)")
+        _error("the bench subcommand is not available in this installation (no ade20k_metrics.cli.benchmark)")
         return EXIT_BAD_INPUT
     status = benchmark.main(argv)
     return EXIT_OK if status is None else int(status)
@@ -444,8 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .evaluate import InputError
-    from .report import MissingDependencyError
+    from ..io.label_files import InputError
+    from ..io.report import MissingDependencyError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:

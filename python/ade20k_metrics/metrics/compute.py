@@ -62,6 +62,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..datasets.ade20k import class_names
+
 CONVENTIONS = ("mmseg", "torchmetrics", "detectron2", "csail")
 
 # The devkit's semantic-segmentation-pytorch evaluation divides by union + 1e-10
@@ -232,7 +234,6 @@ class Metrics:
         k = self.num_classes
         if names is None:
             if k == 150:
-                from .ade20k import class_names
                 names = class_names()
             else:
                 names = [str(i) for i in range(k)]
@@ -373,7 +374,6 @@ def explain(matrix, names=None) -> Explanation:
     m = _check_matrix(matrix)
     k = m.shape[0]
     if names is None and k == 150:
-        from .ade20k import class_names
         names = class_names()
     if names is not None:
         names = tuple(str(n) for n in names)

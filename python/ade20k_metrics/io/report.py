@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from . import ade20k
+from ..datasets import ade20k
 
 # Per-class fields that newer ``Metrics`` versions may carry; reported when present.
 _OPTIONAL_PER_CLASS = ("precision", "dice", "fscore")
@@ -151,21 +151,22 @@ def cpu_model() -> str:
 
 def environment(**run: object) -> dict:
     """Versions and machine of this run, plus the run's own settings given as keywords."""
-    import ade20k_metrics as am
+    from .._version import __version__
+    from ..core.kernel import openmp_enabled, simd
 
     try:
         from PIL import __version__ as pillow_version
     except ImportError:
         pillow_version = None
     return {
-        "ade20k_metrics": am.__version__,
+        "ade20k_metrics": __version__,
         "numpy": np.__version__,
         "pillow": pillow_version,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_model(),
-        "openmp": am.openmp_enabled(),
-        "simd": am.simd(),
+        "openmp": openmp_enabled(),
+        "simd": simd(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **run,
     }

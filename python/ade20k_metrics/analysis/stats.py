@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .confusion import ConfusionMatrix
-from .metrics import Metrics, _nanmean, check_convention, compute_metrics, miou_from_counts, per_class_iou
+from ..core.confusion import ConfusionMatrix
+from ..metrics.compute import Metrics, _nanmean, check_convention, compute_metrics, miou_from_counts, per_class_iou
 
 # Bootstrap resamples are drawn in blocks so the (resamples x images) weight
 # matrix stays small however many of each are asked for.

@@ -1,6 +1,6 @@
 """ADE20K SceneParsing (150 classes): class table, palette, bundled real sample.
 
-The data come from the official devkit (BSD-3, see data/LICENSE-sceneparsing.txt):
+The data come from the official devkit (BSD-3, see data/ade20k/LICENSE-sceneparsing.txt):
 ``classes150.csv`` (objectInfo150 with the devkit's 35 stuff / 115 thing split
 and the color150 palette) and three validation annotations.  Annotation PNGs
 hold 0 = "other" (not evaluated) and 1..150 = classes; ``reduce_zero_label``
@@ -20,7 +20,7 @@ IGNORE_INDEX = 255
 
 
 def _data_file(*parts: str):
-    return resources.files(__package__).joinpath("data", *parts)
+    return resources.files(__package__).joinpath("data", "ade20k", *parts)
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,8 @@ def summary(metrics, *, n_frequent: int = FREQUENT_CLASSES) -> dict:
     aacc, score.  Each group mIoU averages the group's classes under the
     metrics' own convention (``Metrics.group_miou``).
     """
-    from .metrics import Metrics
-
-    if not isinstance(metrics, Metrics):
+    # Duck-typed: this module is data the metrics layer reads (class names), so it cannot import Metrics.
+    if not (hasattr(metrics, "group_miou") and hasattr(metrics, "num_classes")):
         raise TypeError(f"summary needs a Metrics (e.g. cm.compute()), got {type(metrics).__name__}")
     if metrics.num_classes != NUM_CLASSES:
         raise ValueError(f"ADE20K has {NUM_CLASSES} classes, these metrics have {metrics.num_classes}")

@@ -25,7 +25,7 @@ class Entry:
 
 def published() -> list[Entry]:
     """The shipped table, best mIoU first."""
-    with resources.files(__package__).joinpath("data", "leaderboard.csv").open(encoding="utf-8") as f:
+    with resources.files("ade20k_metrics.datasets").joinpath("data", "ade20k", "leaderboard.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     entries = [Entry(model=r["model"], organisation=r["organisation"], miou=float(r["miou"]), kind=r["type"],
                      params_millions=float(r["params_millions"]) if r["params_millions"].strip() else None,
@@ -72,7 +72,7 @@ def pareto_frontier(entries: list[Entry]) -> list[Entry]:
 
 def plot(path, entries: list[Entry], *, title: str = "ADE20K val: mIoU against model size") -> None:
     """mIoU against parameter count (log scale) with the efficiency frontier; a new result is starred."""
-    from .report import import_pyplot, save_figure
+    from ..io.report import import_pyplot, save_figure
 
     plt = import_pyplot()
     colours = {"CNN": "#3b75af", "Transformer": "#d08c2f", "Hybrid": "#519e3e"}

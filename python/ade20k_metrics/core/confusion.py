@@ -8,88 +8,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import _core, reference
-from ._inputs import as_labels, check_ignore_index, check_num_classes, check_pair
-from ._threads import kernel_threads, resolve_threads
-from ._tuning import override_options
-
-# Kernel tuning (see csrc/ade20k_metrics/confusion.hpp KernelOptions), changed
-# only through ``kernel_options`` by tests and benchmarks that force a code path.
-_KERNEL_OPTIONS: dict[str, int] = {}
-
-
-def kernel_options(**options: int):
-    """Temporarily override kernel tuning: min_pixels_per_thread, direct_below, flush_limit, isa, chunk_pixels.
-
-    For tests and benchmarks (forcing the parallel path, frequent counter
-    flushes, the portable code); results never depend on these.
-    """
-    allowed = {"min_pixels_per_thread", "direct_below", "flush_limit", "isa", "chunk_pixels"}
-    return override_options(_KERNEL_OPTIONS, allowed, "kernel", options)
-
-
-def _count(pred: np.ndarray, target: np.ndarray, out: np.ndarray, num_classes: int,
-           ignore_index: int | None, n_threads: int, lookup: tuple | None = None) -> None:
-    """Add the histogram of (target, pred) to ``out``, or raise leaving it unchanged."""
-    lut, lut_lo, reduce_zero_label, _ = lookup if lookup is not None else (None, 0, False, None)
-    bad_target, bad_pred, _ = _core.accumulate(
-        target, pred, out, num_classes, ignore_index, lut, lut_lo, reduce_zero_label, kernel_threads(n_threads),
-        **_KERNEL_OPTIONS)
-    if bad_target or bad_pred:
-        _raise_invalid(pred, target, num_classes, ignore_index, bad_target, bad_pred, lookup)
-
-
-def _raise_invalid(pred, target, num_classes, ignore_index, bad_target, bad_pred, lookup) -> None:
-    # Error path only.  The kernel counted the invalid labels; an example value is
-    # found with the reference rules, a slice at a time, so that one bad pixel in
-    # a huge input costs neither a Python object per pixel nor much time.
-    reduce_zero_label, label_map = (lookup[2], lookup[3]) if lookup is not None else (False, None)
-    t = np.asarray(target).reshape(-1)
-    p = np.asarray(pred).reshape(-1)
-    example_target = example_pred = None
-    for start in range(0, t.size, _EXAMPLE_SLICE):
-        t_part, p_part = t[start:start + _EXAMPLE_SLICE], p[start:start + _EXAMPLE_SLICE]
-        # Skip slices whose labels are all classes, without Python objects.
-        if bad_target and lookup is None and not _outside_classes(t_part, num_classes).any():
-            continue
-        if not bad_target and not _outside_classes(p_part, num_classes).any():
-            continue
-        rows = reference.target_rows(t_part, num_classes, ignore_index, reduce_zero_label, label_map)
-        if bad_target:
-            found = t_part[rows == reference.INVALID]
-            if found.size:
-                example_target = int(found[0])
-                break
-            continue
-        p_obj = p_part.astype(object)
-        found = p_part[(rows >= 0) & ((p_obj < 0) | (p_obj >= num_classes))]
-        if found.size:
-            example_pred = int(found[0])
-            break
-    if bad_target:
-        kept = "" if ignore_index is None else f" and not ignore_index={ignore_index}"
-        raise ValueError(
-            f"target has {bad_target} label(s) outside [0, {num_classes}){kept}{_example(example_target)}"
-            + (" (after reduce_zero_label/label_map)" if lookup is not None else ""))
-    raise ValueError(
-        f"pred has {bad_pred} label(s) outside [0, {num_classes}) at evaluated pixels{_example(example_pred)}")
-
-
-_EXAMPLE_SLICE = 1 << 20
-
-
-def _outside_classes(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    if labels.dtype.kind == "b":
-        labels = labels.view(np.uint8)
-    outside = labels >= num_classes if labels.dtype.itemsize > 1 or num_classes < 256 else np.zeros(labels.shape, bool)
-    if labels.dtype.kind == "i":
-        outside |= labels < 0
-    return outside
-
-
-def _example(value: int | None) -> str:
-    return "" if value is None else f", e.g. {value}"
-
+from ..metrics.compute import compute_metrics
+from . import _core
+from .inputs import as_labels, check_ignore_index, check_num_classes, check_pair, label_pairs
+from .distributed import sync_matrix
+from .kernel import _KERNEL_OPTIONS, count
+from .logits import update_logits
+from .samples import update_samples
+from .threads import resolve_threads
 
 def _ragged(preds, targets) -> bool:
     """Whether two lists hold label maps (not scalars) of more than one shape."""
@@ -124,7 +50,7 @@ def confusion_matrix(pred, target, num_classes: int, *, ignore_index: int | None
     t = as_labels(target, "target")
     check_pair(p, t)
     out = np.zeros((k, k), dtype=np.int64)
-    _count(p, t, out, k, ignore, threads)
+    count(p, t, out, k, ignore, threads)
     return out
 
 
@@ -235,7 +161,7 @@ class ConfusionMatrix:
         p = as_labels(pred, "pred")
         t = as_labels(target, "target")
         check_pair(p, t)
-        _count(p, t, self._matrix, self.num_classes, self.ignore_index, self._threads, self._lookup(t.dtype))
+        count(p, t, self._matrix, self.num_classes, self.ignore_index, self._threads, self._lookup(t.dtype))
         return self
 
     @property
@@ -252,13 +178,11 @@ class ConfusionMatrix:
 
     def compute(self, convention: str = "mmseg", beta: float = 1.0):
         """Metrics of everything accumulated so far (see ``compute_metrics``)."""
-        from .metrics import compute_metrics
-
         return compute_metrics(self._matrix, convention=convention, beta=beta)
 
     def reset(self) -> ConfusionMatrix:
         self._matrix[...] = 0
-        self.__dict__.pop("_sample_records", None)  # per-sample records of update_samples (distributed.py)
+        self.__dict__.pop("_sample_records", None)  # per-sample records of update_samples (samples.py)
         return self
 
     # -- combining ----------------------------------------------------------
@@ -399,12 +323,10 @@ class ConfusionMatrix:
         temporary matrix that is added only after the last one succeeded.
         A single (pred, target) pair is accepted too.
         """
-        from ._inputs import label_pairs
-
         pairs = label_pairs(preds, targets)
         partial = np.zeros_like(self._matrix)
         for p, t in pairs:
-            _count(p, t, partial, self.num_classes, self.ignore_index, self._threads, self._lookup(t.dtype))
+            count(p, t, partial, self.num_classes, self.ignore_index, self._threads, self._lookup(t.dtype))
         _core.add_counts(self._matrix, partial)
         return self
 
@@ -416,8 +338,6 @@ class ConfusionMatrix:
         ``axis`` (default: the one before the last two) is the class axis.
         Ties go to the lowest class, NaN wins (as numpy/torch argmax).
         """
-        from .logits import update_logits
-
         update_logits(self, logits, target, axis)
         return self
 
@@ -427,10 +347,8 @@ class ConfusionMatrix:
         ``indices``: one int with one (pred, target) pair, or a sequence of N
         ints with a batch (N, ...) or lists of N maps.  Lets
         ``sync(dataset_size=...)`` drop the samples DistributedSampler
-        repeats (see ade20k_metrics.distributed).  All-or-nothing.
+        repeats (see ade20k_metrics.core.distributed).  All-or-nothing.
         """
-        from .distributed import update_samples
-
         update_samples(self, indices, preds, targets)
         return self
 
@@ -439,10 +357,8 @@ class ConfusionMatrix:
 
         With ``dataset_size`` (= len(dataset)), samples counted through
         ``update_samples`` that DistributedSampler repeated to pad the last
-        batch are counted once (see ade20k_metrics.distributed).  Call once,
+        batch are counted once (see ade20k_metrics.core.distributed).  Call once,
         after the last update.
         """
-        from .distributed import sync_matrix
-
         sync_matrix(self, group=group, dataset_size=dataset_size)
         return self

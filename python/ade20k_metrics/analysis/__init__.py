@@ -1,0 +1,1 @@
+"""Per-image statistics and what researchers derive from them (intervals, paired comparisons)."""

@@ -1,0 +1,154 @@
+"""Confusion matrices over a Dask cluster: folder-scale or array-scale evaluation.
+
+    from dask.distributed import Client
+    from ade20k_metrics.dask import evaluate_files
+    client = Client("tcp://scheduler:8786")            # or LocalCluster(); None: Dask's default
+    cm = evaluate_files(pairs, 150, reduce_zero_label=True)
+    cm.compute().miou
+
+Each task counts one partition (``partition_size`` file pairs, or one block
+of a Dask array) into a partial (K, K) int64 matrix on a worker; partials are
+summed in a tree (``split_every`` at a time), so only matrices, never label
+maps, cross the network, and the sum is exact.  The result is an ordinary
+``ConfusionMatrix``.  A bad file or label anywhere raises when the graph is
+computed, and no matrix is returned.
+
+Importing this module imports dask; ``import ade20k_metrics`` never does.
+"""
+from __future__ import annotations
+
+__all__ = ['evaluate_arrays', 'evaluate_files', 'read_labels', 'tree_sum']
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise ImportError("ade20k_metrics.dask needs dask: pip install 'ade20k-metrics[dask]'") from e
+
+from ..core.confusion import ConfusionMatrix
+
+
+def read_labels(path) -> np.ndarray:
+    """A label map from a file: .npy (memory-mapped) or any image Pillow reads in a label mode."""
+    path = os.fspath(path)
+    if path.endswith(".npy"):
+        return np.load(path, mmap_mode="r")
+    from PIL import Image
+
+    from ..core.inputs import as_labels
+
+    with Image.open(path) as img:
+        img.load()
+        return as_labels(img, repr(path))
+
+
+def _accumulator(settings: tuple, n_threads) -> ConfusionMatrix:
+    k, ignore_index, reduce_zero_label, label_map = settings
+    return ConfusionMatrix(k, ignore_index=ignore_index, reduce_zero_label=reduce_zero_label,
+                           label_map=label_map, n_threads=n_threads)
+
+
+def _partial_files(pairs: list, settings: tuple, n_threads) -> np.ndarray:
+    cm = _accumulator(settings, n_threads)
+    for pred_path, target_path in pairs:
+        try:
+            cm.update(read_labels(pred_path), read_labels(target_path))
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{os.fspath(pred_path)!r} vs {os.fspath(target_path)!r}: {e}") from e
+    return np.array(cm.matrix)
+
+
+def _partial_block(pred: np.ndarray, target: np.ndarray, settings: tuple, n_threads) -> np.ndarray:
+    cm = _accumulator(settings, n_threads)
+    cm.update(pred, target)
+    return np.array(cm.matrix)
+
+
+def _sum(parts: list) -> np.ndarray:
+    total = np.array(parts[0], dtype=np.int64, copy=True)
+    for p in parts[1:]:
+        total += p
+    return total
+
+
+def tree_sum(parts: list, split_every: int = 8):
+    """One delayed matrix: the sum of delayed matrices, ``split_every`` at a time per task."""
+    if split_every < 2:
+        raise ValueError(f"split_every must be >= 2, got {split_every}")
+    if not parts:
+        raise ValueError("nothing to sum")
+    while len(parts) > 1:
+        parts = [dask.delayed(_sum)(parts[i:i + split_every]) for i in range(0, len(parts), split_every)]
+    return parts[0]
+
+
+def _settings(num_classes, ignore_index, reduce_zero_label, label_map) -> tuple:
+    # Built here once, so bad settings fail on the client before any task runs.
+    cm = ConfusionMatrix(num_classes, ignore_index=ignore_index, reduce_zero_label=reduce_zero_label,
+                         label_map=label_map)
+    return cm._settings()
+
+
+def _finish(total, settings: tuple, n_threads, compute: bool):
+    if not compute:
+        return total
+    (matrix,) = dask.compute(total)
+    cm = _accumulator(settings, n_threads)
+    cm._matrix[...] = matrix
+    return cm
+
+
+def evaluate_files(pairs: Sequence, num_classes: int, *, ignore_index: int | None = 255,
+                   reduce_zero_label: bool = False, label_map: Mapping[int, int] | None = None,
+                   partition_size: int = 16, split_every: int = 8, n_threads: int | None = None,
+                   compute: bool = True):
+    """Evaluate (prediction path, ground-truth path) pairs over Dask; returns a ConfusionMatrix.
+
+    ``compute=False`` returns the delayed (K, K) matrix instead, to combine
+    with other graphs.  ``n_threads`` is the kernel's per-task thread count
+    on the workers (None: the worker's default).
+    """
+    settings = _settings(num_classes, ignore_index, reduce_zero_label, label_map)
+    pairs = [tuple(p) for p in pairs]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError("pairs must be (prediction, ground truth) path pairs")
+    if partition_size < 1:
+        raise ValueError(f"partition_size must be >= 1, got {partition_size}")
+    k = settings[0]
+    if not pairs:
+        parts = [dask.delayed(np.zeros)((k, k), dtype=np.int64)]
+    else:
+        parts = [dask.delayed(_partial_files)(pairs[i:i + partition_size], settings, n_threads)
+                 for i in range(0, len(pairs), partition_size)]
+    return _finish(tree_sum(parts, split_every), settings, n_threads, compute)
+
+
+def evaluate_arrays(preds, targets, num_classes: int, *, ignore_index: int | None = 255,
+                    reduce_zero_label: bool = False, label_map: Mapping[int, int] | None = None,
+                    split_every: int = 8, n_threads: int | None = None, compute: bool = True):
+    """Evaluate two equally shaped Dask (or NumPy) label arrays, block by block; returns a ConfusionMatrix.
+
+    ``targets`` is rechunked to ``preds``' chunks when they differ.
+    """
+    settings = _settings(num_classes, ignore_index, reduce_zero_label, label_map)
+    preds = preds if isinstance(preds, da.Array) else da.asarray(preds)
+    targets = targets if isinstance(targets, da.Array) else da.asarray(targets)
+    if preds.shape != targets.shape:
+        raise ValueError(f"preds and targets must have the same shape, got {preds.shape} and {targets.shape}")
+    for name, a in (("preds", preds), ("targets", targets)):
+        if a.dtype.kind not in "iub":
+            raise TypeError(f"{name} has dtype {a.dtype}; labels must be integers")
+    if targets.chunks != preds.chunks:
+        targets = targets.rechunk(preds.chunks)
+    p_blocks = preds.to_delayed().ravel()
+    t_blocks = targets.to_delayed().ravel()
+    parts = [dask.delayed(_partial_block)(p, t, settings, n_threads) for p, t in zip(p_blocks, t_blocks)]
+    if not parts:
+        k = settings[0]
+        parts = [dask.delayed(np.zeros)((k, k), dtype=np.int64)]
+    return _finish(tree_sum(parts, split_every), settings, n_threads, compute)
