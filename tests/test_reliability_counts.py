@@ -306,6 +306,82 @@ def test_count_sum_stays_int64_for_ordinary_counts_and_is_exact_otherwise():
 
 
 # ---------------------------------------------------------------------------
+# sync: exact over ranks (gloo, two processes)
+# ---------------------------------------------------------------------------
+
+def _sync_worker(rank: int, world: int, init_file: str, out_dir: str, mode: str) -> None:
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        if mode == "overflow":  # one cell reaches 2**63 over the ranks
+            cm = with_counts(2, {(0, 0): 2**62, (1, 0): rank + 1})
+        else:  # "wide": bounds past 2**63 in all, yet every cell's sum fits
+            cm = with_counts(2, {(rank, rank): 2**62, (0, 1): rank + 1})
+        before = cm.state_dict()["matrix"]
+        error = ""
+        try:
+            cm.sync()
+        except OverflowError as e:
+            error = str(e)
+        np.savez(os.path.join(out_dir, f"rank{rank}.npz"), matrix=cm.state_dict()["matrix"], before=before,
+                 error=np.array(error))
+    finally:
+        dist.destroy_process_group()
+
+
+def _run_sync(tmp_path, mode):
+    pytest.importorskip("torch.distributed")
+    mp = pytest.importorskip("torch.multiprocessing")
+    mp.spawn(_sync_worker, args=(2, str(tmp_path / "init"), str(tmp_path), mode), nprocs=2, join=True)
+    out = []
+    for r in range(2):
+        with np.load(tmp_path / f"rank{r}.npz") as z:
+            out.append({k: z[k] for k in z.files})
+    return out
+
+
+def test_sync_past_int64_is_an_overflow_error_on_every_rank_with_nothing_changed(tmp_path):
+    for r in _run_sync(tmp_path, "overflow"):
+        assert "overflow int64" in str(r["error"])
+        np.testing.assert_array_equal(r["matrix"], r["before"])
+
+
+def test_sync_of_counts_whose_bounds_pass_int64_is_still_exact(tmp_path):
+    for r in _run_sync(tmp_path, "wide"):
+        assert str(r["error"]) == ""
+        assert r["matrix"].tolist() == [[2**62, 3], [0, 2**62]]
+
+
+# ---------------------------------------------------------------------------
+# Item 9: a wrong, huge dataset_size costs nothing to report
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("indices, first_missing", [([0, 1, 2], 3), ([1, 2], 0), ([0, 2, 5], 1), ([], 0)])
+def test_first_missing_index_is_named(indices, first_missing):
+    cm = am.ConfusionMatrix(2)
+    for i in indices:
+        cm.update_samples(i, np.array([0]), np.array([0]))
+    with pytest.raises(ValueError, match=f"{6 - len(indices)} of dataset_size=6 samples were never counted "
+                                         f".*e.g. index {first_missing}$"):
+        distributed._drop_duplicates(cm, [sorted(indices)], 0, 6)
+
+
+def test_a_huge_wrong_dataset_size_builds_no_range():
+    # Before the fix: set(range(5e6)), hundreds of MB (2.1 GB at 2e7).
+    cm = am.ConfusionMatrix(2).update_samples([0, 1, 3], [np.array([0])] * 3, [np.array([0])] * 3)
+    message = []
+
+    def check():
+        with pytest.raises(ValueError) as info:
+            distributed._drop_duplicates(cm, [[0, 1, 3]], 0, 5_000_000)
+        message.append(str(info.value))
+
+    assert peak_traced_bytes(check) < 1 << 20
+    assert message[0].startswith("4999997 of dataset_size=5000000") and message[0].endswith("index 2")
+
+
+# ---------------------------------------------------------------------------
 # Item 10: a label_map key near 2**24 builds no 2**24-entry table
 # ---------------------------------------------------------------------------
 
