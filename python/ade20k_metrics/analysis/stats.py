@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core import _core
 from ..core.confusion import ConfusionMatrix
 from ..metrics.compute import Metrics, _nanmean, check_convention, compute_metrics, miou_from_counts, per_class_iou
 
@@ -123,11 +124,13 @@ class ImageStats:
         self._scratch.reset()
         self._scratch.update(pred, target)  # raises before anything here changes
         m = self._scratch.matrix
+        # The checked add (OverflowError, nothing added) before anything is kept;
+        # one image's sums fit int64 (it has fewer than 2**63 pixels).
+        _core.add_counts(self._matrix, m)
         tp = np.diag(m).copy()
         self._tp.append(tp)
         self._fp.append(m.sum(axis=0) - tp)
         self._fn.append(m.sum(axis=1) - tp)
-        self._matrix += m
         self.names.append(len(self.names) if name is None else name)
         return self
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 import operator
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 
 import numpy as np
 
-from ..metrics.compute import compute_metrics
+from ..metrics.compute import compute_metrics, count_sum
 from . import _core
 from .inputs import as_labels, check_ignore_index, check_num_classes, check_pair, label_pairs
 from .distributed import sync_matrix
-from .kernel import _KERNEL_OPTIONS, count
+from .kernel import _KERNEL_OPTIONS, _raise_invalid, count
 from .logits import update_logits
-from .samples import update_samples
+from .samples import drop_records, merge_records, update_samples
 from .threads import resolve_threads
 
 def _ragged(preds, targets) -> bool:
@@ -61,37 +62,25 @@ def _check_label_map(label_map) -> dict[int, int] | None:
         raise TypeError(f"label_map must be a mapping {{old: new}}, got {type(label_map).__name__}")
     checked = {}
     for old, new in label_map.items():
-        if isinstance(old, bool) or isinstance(new, bool):
+        if isinstance(old, (bool, np.bool_)) or isinstance(new, (bool, np.bool_)):
             raise TypeError("label_map keys and values must be ints, got bool")
         try:
             old_i, new_i = operator.index(old), operator.index(new)
         except TypeError:
             raise TypeError(f"label_map keys and values must be ints, got {old!r}: {new!r}") from None
-        if not 0 <= old_i < 2**24:  # the kernel's lookup table spans 0 .. largest key
+        if not 0 <= old_i < 2**24:
             raise ValueError(f"label_map keys must be labels in [0, 2**24), got {old_i}")
         if not -(2**63) <= new_i < 2**63:
             raise ValueError(f"label_map values must fit in int64, got {new_i}")
+        if old_i in checked:  # only a Mapping whose items() repeat a key gets here
+            raise ValueError(f"label_map has the key {old_i} twice")
         checked[old_i] = new_i
     return checked or None
 
 
-def _target_lookup(dtype: np.dtype, num_classes: int, ignore_index: int | None, reduce_zero_label: bool,
-                   label_map: dict[int, int] | None) -> tuple:
-    """The kernel's lookup table for reduce_zero_label / label_map on one target dtype.
-
-    Returns (lut, lo, reduce_zero_label, label_map): lut[v - lo] is the table
-    row of raw label v (num_classes = ignored, num_classes + 1 = invalid).
-    8- and 16-bit labels get a table over their whole range; wider ones over
-    [0, largest key + 2) while the kernel applies reduce_zero_label to labels
-    beyond it.
-    """
-    if dtype.itemsize <= 2:
-        info = np.iinfo(dtype)
-        values = np.arange(int(info.min), int(info.max) + 1, dtype=np.int64)
-    else:
-        shift = 1 if reduce_zero_label else 0
-        top = max(label_map) + shift + 1 if label_map else 1
-        values = np.arange(0, max(top, 1), dtype=np.int64)
+def _table_rows(values: np.ndarray, num_classes: int, ignore_index: int | None, reduce_zero_label: bool,
+                label_map: dict[int, int] | None) -> np.ndarray:
+    """The row of each raw label in ``values`` (int64): num_classes = ignored, num_classes + 1 = invalid."""
     ignored = np.zeros(values.shape, dtype=bool)
     if ignore_index is not None:
         ignored |= values == ignore_index
@@ -109,8 +98,220 @@ def _target_lookup(dtype: np.dtype, num_classes: int, ignore_index: int | None, 
         v = np.where(hit, news[at], v)
     if ignore_index is not None:
         ignored |= v == ignore_index
-    rows = np.where(ignored, num_classes, np.where((v >= 0) & (v < num_classes), v, num_classes + 1))
+    return np.where(ignored, num_classes, np.where((v >= 0) & (v < num_classes), v, num_classes + 1))
+
+
+# The widest table of rows the kernel gets for 32- and 64-bit targets (256 KiB
+# of int32, as for 16-bit targets); keys spread wider go through _SparseRows.
+_MAX_TABLE = 1 << 16
+# Pixels coded at a time by _SparseRows (bounds its temporaries to a few MB).
+_SPARSE_CHUNK = 1 << 18
+
+
+def _target_lookup(dtype: np.dtype, num_classes: int, ignore_index: int | None, reduce_zero_label: bool,
+                   label_map: dict[int, int] | None):
+    """How the kernel codes target labels of one dtype under reduce_zero_label / label_map.
+
+    Usually the kernel's lookup table (lut, lo, reduce_zero_label, label_map):
+    lut[v - lo] is the row of raw label v.  8- and 16-bit labels get a table
+    over their whole range.  For wider ones only the labels the settings
+    change (0 under reduce_zero_label, and the keys, shifted by it) need a
+    table entry: the kernel codes every other label by its own rule, so the
+    table spans [smallest, largest] of those.  Keys spread over more than
+    _MAX_TABLE labels give a _SparseRows instead, not a table of up to 2**24
+    entries per dtype.
+    """
+    if dtype.itemsize <= 2:
+        info = np.iinfo(dtype)
+        values = np.arange(int(info.min), int(info.max) + 1, dtype=np.int64)
+    else:
+        shift = 1 if reduce_zero_label else 0
+        changed = sorted({key + shift for key in label_map or ()} | ({0} if reduce_zero_label else set()))
+        if changed[-1] - changed[0] >= _MAX_TABLE:
+            return _SparseRows(dtype, np.array(changed, dtype=np.int64), num_classes, ignore_index,
+                               reduce_zero_label, label_map)
+        values = np.arange(changed[0], changed[-1] + 1, dtype=np.int64)
+    rows = _table_rows(values, num_classes, ignore_index, reduce_zero_label, label_map)
     return rows.astype(np.int32), int(values[0]), reduce_zero_label, label_map
+
+
+class _SparseRows:
+    """Target rows computed in NumPy before the kernel, for label_map keys too spread out for one table.
+
+    Calling it with a 32- or 64-bit target gives an array of the same shape
+    holding each pixel's row (uint16: num_classes = ignored), which the kernel
+    then counts with ignore_index = num_classes and no table.  The labels the
+    settings change are split into a head, those within _MAX_TABLE of the
+    smallest (a table, as the kernel's), and a tail of far keys, found by
+    binary search among the few pixels beyond the head.  Every other label
+    follows the kernel's own rule (csrc/ade20k_metrics/labels.hpp
+    TargetCoder), restated here.  An invalid target label raises the kernel's
+    error before anything is counted.  Memory: 2 bytes a pixel for the rows
+    (zero-stride axes are coded once) and a few MB of temporaries.
+    """
+
+    def __init__(self, dtype: np.dtype, changed: np.ndarray, num_classes: int, ignore_index: int | None,
+                 reduce_zero_label: bool, label_map: dict[int, int] | None):
+        settings_ = (num_classes, ignore_index, reduce_zero_label, label_map)
+        self.dtype = np.dtype(dtype)
+        self.head_lo = int(changed[0])  # every changed label is in [0, 2**24 + 1]: any 32/64-bit dtype holds it
+        head_hi = int(changed[changed < self.head_lo + _MAX_TABLE][-1])
+        self.head = _table_rows(np.arange(self.head_lo, head_hi + 1, dtype=np.int64), *settings_).astype(np.uint16)
+        tail = changed[changed > head_hi]
+        self.tail = tail.astype(self.dtype)
+        self.tail_rows = _table_rows(tail, *settings_).astype(np.uint16)
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.reduce_zero_label, self.label_map = reduce_zero_label, label_map
+
+    def __call__(self, target: np.ndarray) -> np.ndarray:
+        # Zero-stride axes hold one label each: code that one, broadcast the rows back.
+        one = tuple(slice(0, 1) if stride == 0 else slice(None) for stride in target.strides)
+        core = np.asarray(target[one])
+        flat = core.reshape(-1)
+        rows = np.empty(flat.shape, dtype=np.uint16)
+        for start in range(0, flat.size, _SPARSE_CHUNK):
+            rows[start:start + _SPARSE_CHUNK] = self._code(flat[start:start + _SPARSE_CHUNK])
+        bad = int(np.count_nonzero(rows == self.num_classes + 1))
+        if bad:
+            _raise_invalid(target, target, self.num_classes, self.ignore_index, bad * (target.size // core.size), 0,
+                           (None, 0, self.reduce_zero_label, self.label_map))
+        return np.broadcast_to(rows.reshape(core.shape), target.shape)
+
+    def _code(self, raw: np.ndarray) -> np.ndarray:
+        k, ignore = self.num_classes, self.ignore_index
+        kind = raw.dtype.type
+        info = np.iinfo(raw.dtype)
+
+        def equal(a, value):  # a == value; nowhere if the dtype cannot hold value
+            if value is None or not int(info.min) <= value <= int(info.max):
+                return np.zeros(a.shape, dtype=bool)
+            return a == kind(value)
+
+        # The kernel's rule for labels the settings leave alone.
+        ignored = equal(raw, ignore)
+        v = raw
+        is_class = ~ignored
+        if self.reduce_zero_label:
+            ignored |= raw == 0
+            at_min = raw == kind(info.min)  # v - 1 is below the dtype
+            v = raw - kind(1)  # wraps only where at_min
+            ignored |= equal(v, ignore) & ~at_min
+            if ignore is not None and ignore == int(info.min) - 1:
+                ignored |= at_min
+            is_class = ~ignored & ~at_min
+        is_class &= (v >= 0) & (v < k)
+        rows = np.where(ignored, k, np.where(is_class, v, k + 1)).astype(np.uint16)
+        # The head's table, indexed as the kernel does: one unsigned test for lo <= raw < lo + size.
+        offset = (raw - kind(self.head_lo)).view(f"u{raw.dtype.itemsize}")
+        in_head = offset < len(self.head)
+        rows = np.where(in_head, self.head[np.minimum(offset, len(self.head) - 1)], rows)
+        if self.tail.size:
+            beyond = np.flatnonzero((raw >= self.tail[0]) & (raw <= self.tail[-1]))
+            labels = raw[beyond]
+            at = np.minimum(np.searchsorted(self.tail, labels), self.tail.size - 1)
+            hit = self.tail[at] == labels
+            rows[beyond[hit]] = self.tail_rows[at[hit]]
+        return rows
+
+
+_FORMAT = "ade20k_metrics.ConfusionMatrix"
+_INT64_MAX = 2**63 - 1
+
+
+def _is_index(value) -> bool:
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _check_counts(matrix: np.ndarray) -> None:
+    """ValueError unless every entry of an integer array is a count an int64 matrix holds."""
+    if matrix.size and matrix.dtype.kind == "i" and matrix.min() < 0:
+        raise ValueError("state matrix has negative counts")
+    if matrix.size and matrix.dtype.kind == "u" and int(matrix.max()) > _INT64_MAX:
+        raise ValueError("state matrix has counts too large for int64")
+
+
+class _NpzFields:
+    """Members of an .npz archive, each header (shape, dtype, size) checked before its data is read."""
+
+    _CHUNK_BYTES = 1 << 20
+
+    def __init__(self, archive: zipfile.ZipFile):
+        self.archive = archive
+
+    def _open(self, name: str):
+        """The open member and its (shape, fortran_order, dtype), checked against the zip's own size."""
+        info = self.archive.getinfo(name + ".npy")  # KeyError for a missing member
+        f = self.archive.open(info)
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"{name}: unsupported .npy format version {version}")
+            if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+                raise ValueError(f"{name} has dtype {dtype}, not plain numbers")
+            items = 1
+            for n in shape:
+                items *= n
+            if f.tell() + items * dtype.itemsize != info.file_size:
+                raise ValueError(f"{name} declares {shape} {dtype} but its member holds {info.file_size} bytes")
+        except BaseException:
+            f.close()
+            raise
+        return f, shape, fortran, dtype
+
+    def array(self, name: str, kinds: str, shape_ok, wanted: str, max_bytes: int = 1 << 28) -> np.ndarray:
+        """A small member whose dtype kind is one of ``kinds`` and whose shape passes ``shape_ok``."""
+        f, shape, fortran, dtype = self._open(name)
+        with f:
+            size = self._size(shape, dtype)
+            if dtype.kind not in kinds or not shape_ok(shape) or size > max_bytes:
+                what = {"iu": "integers", "U": "a string", "b": "a bool"}[kinds]
+                raise ValueError(f"{name} must be {what}, shape {wanted}; got {dtype} of shape {shape}")
+            data = f.read(size)
+            if len(data) != size:
+                raise ValueError(f"{name} is truncated")
+        return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+    def scalar(self, name: str, kinds: str):
+        """A 0-d member as a Python value of one of ``kinds`` (no float that int() would truncate)."""
+        return self.array(name, kinds, lambda shape: shape == (), "0-d", max_bytes=256).item()
+
+    @staticmethod
+    def _size(shape, dtype) -> int:
+        n = dtype.itemsize
+        for d in shape:
+            n *= d
+        return n
+
+    def read_counts_into(self, name: str, out: np.ndarray) -> None:
+        """Read an integer (K, K) member into ``out`` a chunk at a time, checking every count."""
+        f, shape, fortran, dtype = self._open(name)
+        with f:
+            if shape != out.shape:
+                raise ValueError(f"state matrix has shape {shape}, expected {out.shape}")
+            if dtype.kind not in "iu":
+                raise ValueError(f"state matrix must hold integers, got dtype {dtype}")
+            flat = out.reshape(-1)
+            per = self._CHUNK_BYTES // dtype.itemsize
+            for start in range(0, flat.size, per):
+                n = min(per, flat.size - start)
+                data = f.read(n * dtype.itemsize)
+                if len(data) != n * dtype.itemsize:
+                    raise ValueError("state matrix data is truncated")
+                part = np.frombuffer(data, dtype=dtype)
+                _check_counts(part)
+                flat[start:start + n] = part
+            if f.read(1):  # reading to the end also has zipfile check the member's CRC
+                raise ValueError("state matrix has data after its counts")
+        if fortran:  # column-major data: what was read is the transpose
+            out[...] = out.T.copy()
 
 
 class ConfusionMatrix:
@@ -120,9 +321,14 @@ class ConfusionMatrix:
     evaluated, label k -> class k-1) and ``label_map`` ({old: new}, applied to
     the reduced labels all at once, mmseg 1.x order) transform the ground
     truth inside the kernel pass.  ``update`` is all-or-nothing: if it raises,
-    the matrix is exactly what it was.  Updates from several Python threads
-    into one accumulator are safe: the kernel runs without the GIL and each
-    result is added to the matrix with the GIL held.
+    the matrix is exactly what it was.  Several Python threads may share one
+    accumulator: the kernel counts without the GIL, and every change of the
+    matrix (update, update_samples, merge) and every read that copies it
+    (total, compute, copy, state_dict, +) runs in one call that holds the GIL,
+    so each sees every other one whole or not at all; reset swaps in a new
+    matrix.  Counts are int64: an add that would pass 2**63 - 1 is an
+    OverflowError with nothing added, and sums of counts (total, the metrics)
+    are exact.
     """
 
     def __init__(self, num_classes: int, *, ignore_index: int | None = 255, reduce_zero_label: bool = False,
@@ -136,10 +342,11 @@ class ConfusionMatrix:
         self.n_threads = n_threads
         self._threads = resolve_threads(n_threads)
         self._matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
-        self._lookups: dict[str, tuple] = {}
+        self._lookups: dict[str, tuple | _SparseRows] = {}
 
     # -- accumulation -------------------------------------------------------
-    def _lookup(self, dtype: np.dtype) -> tuple | None:
+    def _lookup(self, dtype: np.dtype):
+        """The kernel's table for target labels of this dtype (see _target_lookup), a _SparseRows, or None."""
         if not self.reduce_zero_label and not self.label_map:
             return None
         key = dtype.str
@@ -149,6 +356,23 @@ class ConfusionMatrix:
                                     self.label_map)
             self._lookups[key] = lookup
         return lookup
+
+    def _kernel_target(self, target: np.ndarray) -> tuple:
+        """(target, ignore_index, lookup table or None) as the kernel is to count this target.
+
+        The target itself with the settings' table, except for a label_map
+        too spread out for a table: then each pixel's row, coded in NumPy
+        (a ValueError here if a label is invalid), with num_classes as the
+        ignored value.
+        """
+        lookup = self._lookup(target.dtype)
+        if isinstance(lookup, _SparseRows):
+            return lookup(target), self.num_classes, None
+        return target, self.ignore_index, lookup
+
+    def _count(self, pred: np.ndarray, target: np.ndarray, out: np.ndarray) -> None:
+        target, ignore_index, lookup = self._kernel_target(target)
+        count(pred, target, out, self.num_classes, ignore_index, self._threads, lookup)
 
     def update(self, pred, target) -> ConfusionMatrix:
         """Add one label map (or a batch of any shape) to the matrix; returns self.
@@ -161,28 +385,47 @@ class ConfusionMatrix:
         p = as_labels(pred, "pred")
         t = as_labels(target, "target")
         check_pair(p, t)
-        count(p, t, self._matrix, self.num_classes, self.ignore_index, self._threads, self._lookup(t.dtype))
+        self._count(p, t, self._matrix)
         return self
 
     @property
     def matrix(self) -> np.ndarray:
-        """The (K, K) int64 counts (rows = ground truth, columns = prediction), read-only view."""
+        """The (K, K) int64 counts (rows = ground truth, columns = prediction), read-only view.
+
+        The view follows later updates until ``reset()``, which starts a new
+        matrix.  While other threads update, read a consistent copy with
+        ``state_dict()["matrix"]`` or ``copy()`` instead.
+        """
         view = self._matrix.view()
         view.flags.writeable = False
         return view
 
+    def _snapshot(self) -> np.ndarray:
+        # A copy taken with the GIL held (add_counts never releases it), so it
+        # holds each concurrent update whole or not at all; NumPy's own copy
+        # releases the GIL and can catch an update half added.
+        out = np.zeros_like(self._matrix)
+        _core.add_counts(out, self._matrix)
+        return out
+
     @property
     def total(self) -> int:
-        """Pixels counted so far."""
-        return int(self._matrix.sum())
+        """Pixels counted so far (exact, whatever the counts)."""
+        return int(count_sum(self._snapshot()))
 
     def compute(self, convention: str = "mmseg", beta: float = 1.0):
         """Metrics of everything accumulated so far (see ``compute_metrics``)."""
-        return compute_metrics(self._matrix, convention=convention, beta=beta)
+        return compute_metrics(self._snapshot(), convention=convention, beta=beta)
 
     def reset(self) -> ConfusionMatrix:
-        self._matrix[...] = 0
-        self.__dict__.pop("_sample_records", None)  # per-sample records of update_samples (samples.py)
+        """Forget every count (and update_samples' records); returns self.
+
+        A new zero matrix replaces the old one in one step, so an update
+        running in another thread lands wholly before the reset (in the old
+        matrix) or wholly after it; zeroing in place would race with it.
+        """
+        self._matrix = np.zeros_like(self._matrix)
+        drop_records(self)
         return self
 
     # -- combining ----------------------------------------------------------
@@ -190,7 +433,11 @@ class ConfusionMatrix:
         return (self.num_classes, self.ignore_index, self.reduce_zero_label, self.label_map)
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
-        """Add another accumulator's counts into this one (same classes and settings); returns self."""
+        """Add another accumulator's counts (and update_samples' records) into this one; returns self.
+
+        Same classes and settings only.  OverflowError if a count would pass
+        int64, and then nothing is added.
+        """
         if not isinstance(other, ConfusionMatrix):
             raise TypeError(f"can only merge a ConfusionMatrix, got {type(other).__name__}")
         if other._settings() != self._settings():
@@ -198,6 +445,7 @@ class ConfusionMatrix:
                 "cannot merge accumulators with different settings: "
                 f"{self._settings()} vs {other._settings()} (num_classes, ignore_index, reduce_zero_label, label_map)")
         _core.add_counts(self._matrix, other._matrix)
+        merge_records(self, other)
         return self
 
     def __add__(self, other: ConfusionMatrix) -> ConfusionMatrix:
@@ -205,22 +453,32 @@ class ConfusionMatrix:
             return NotImplemented
         return self.copy().merge(other)
 
+    def __radd__(self, other) -> ConfusionMatrix:
+        # sum(accumulators) starts from the int 0: the one thing added from the left.
+        if type(other) is int and other == 0:
+            return self.copy()
+        return NotImplemented
+
     def __iadd__(self, other: ConfusionMatrix) -> ConfusionMatrix:
         if not isinstance(other, ConfusionMatrix):
             return NotImplemented
         return self.merge(other)
 
     def copy(self) -> ConfusionMatrix:
+        """An independent accumulator with the same settings, counts and update_samples records."""
         new = ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index,
                               reduce_zero_label=self.reduce_zero_label, label_map=self.label_map,
                               n_threads=self.n_threads)
-        new._matrix[...] = self._matrix
+        new._matrix = self._snapshot()
+        merge_records(new, self)
         return new
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, ConfusionMatrix):
             return NotImplemented
-        return self._settings() == other._settings() and np.array_equal(self._matrix, other._matrix)
+        if other is self:  # two snapshots of one accumulator that threads update may differ
+            return True
+        return self._settings() == other._settings() and np.array_equal(self._snapshot(), other._snapshot())
 
     __hash__ = None  # mutable
 
@@ -230,40 +488,50 @@ class ConfusionMatrix:
 
     # -- state --------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything needed to rebuild this accumulator exactly (plain types plus one int64 array)."""
+        """Everything needed to rebuild this accumulator exactly (plain types plus one int64 array).
+
+        update_samples' per-sample records are not part of it (pickle keeps them).
+        """
         return {
-            "format": "ade20k_metrics.ConfusionMatrix",
+            "format": _FORMAT,
             "version": 1,
             "num_classes": self.num_classes,
             "ignore_index": self.ignore_index,
             "reduce_zero_label": self.reduce_zero_label,
             "label_map": None if self.label_map is None else dict(self.label_map),
-            "matrix": self._matrix.copy(),
+            "matrix": self._snapshot(),
         }
 
     @classmethod
-    def from_state_dict(cls, state: Mapping, *, n_threads: int | None = None) -> ConfusionMatrix:
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a mapping, got {type(state).__name__}")
+    def _from_settings(cls, state: Mapping, n_threads) -> ConfusionMatrix:
+        """An empty accumulator with the settings of a state; TypeError/ValueError for a bad one."""
         missing = {"num_classes", "ignore_index", "reduce_zero_label", "label_map", "matrix"} - set(state)
         if missing:
             raise ValueError(f"state is missing {sorted(missing)}")
-        if state.get("version", 1) != 1:
-            raise ValueError(f"unsupported state version {state.get('version')!r}")
-        label_map = state["label_map"]
-        if label_map is not None:
-            label_map = {int(k): int(v) for k, v in dict(label_map).items()}
-        cm = cls(int(state["num_classes"]), ignore_index=state["ignore_index"],
-                 reduce_zero_label=bool(state["reduce_zero_label"]), label_map=label_map, n_threads=n_threads)
+        form = state.get("format", _FORMAT)
+        if not isinstance(form, str) or form != _FORMAT:
+            raise ValueError(f"state is not a ConfusionMatrix's: format {form!r}")
+        version = state.get("version", 1)
+        # Exactly the int 1: a float or a bool that compares equal to it is no version this code wrote.
+        if isinstance(version, (bool, np.bool_)) or not _is_index(version) or operator.index(version) != 1:
+            raise ValueError(f"unsupported state version {version!r}")
+        # The constructor's own checks, on the values as given: no int() or bool()
+        # that would turn 3.9 classes into 3 or the string "False" into True.
+        return cls(state["num_classes"], ignore_index=state["ignore_index"],
+                   reduce_zero_label=state["reduce_zero_label"], label_map=state["label_map"], n_threads=n_threads)
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping, *, n_threads: int | None = None) -> ConfusionMatrix:
+        """Rebuild an accumulator from ``state_dict()``; TypeError for a wrongly typed field, ValueError for a bad value."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping, got {type(state).__name__}")
+        cm = cls._from_settings(state, n_threads)
         matrix = np.asarray(state["matrix"])
         if matrix.shape != cm._matrix.shape:
             raise ValueError(f"state matrix has shape {matrix.shape}, expected {cm._matrix.shape}")
         if matrix.dtype.kind not in "iu":
             raise TypeError(f"state matrix must hold integers, got dtype {matrix.dtype}")
-        if matrix.size and matrix.min() < 0:
-            raise ValueError("state matrix has negative counts")
-        if matrix.size and matrix.dtype.kind == "u" and int(matrix.max()) > np.iinfo(np.int64).max:
-            raise ValueError("state matrix has counts too large for int64")
+        _check_counts(matrix)
         cm._matrix[...] = matrix
         return cm
 
@@ -292,26 +560,39 @@ class ConfusionMatrix:
 
     @classmethod
     def load(cls, path, *, n_threads: int | None = None) -> ConfusionMatrix:
-        """Read a file written by ``save``; a corrupt or foreign file is a ValueError."""
+        """Read a file written by ``save``; a corrupt or foreign file is a ValueError.
+
+        Every member's .npy header (shape, dtype) is checked before its data
+        is read, so a small file that declares a huge array costs nothing;
+        the matrix is read in chunks straight into the new accumulator.
+        """
         where = os.fspath(path)
         try:
-            # Opened here, so the file is closed whatever np.load makes of it.
-            with open(where, "rb") as f, np.load(f, allow_pickle=False) as z:
-                if str(z["format"]) != "ade20k_metrics.ConfusionMatrix":
+            # Opened here, so the file is closed whatever zipfile makes of it.
+            with open(where, "rb") as f, zipfile.ZipFile(f) as archive:
+                fields = _NpzFields(archive)
+                try:
+                    form = fields.scalar("format", "U")
+                except (KeyError, ValueError):  # no string "format": some other .npz
+                    form = None
+                if form != _FORMAT:
                     raise ValueError("not an ade20k_metrics ConfusionMatrix file")
-                ignore = z["ignore_index"]
-                pairs = z["label_map"]
-                if pairs.ndim != 2 or pairs.shape[1:] != (2,) or pairs.dtype.kind not in "iu":
-                    raise ValueError(f"label_map must be (n, 2) integers, got {pairs.dtype} {pairs.shape}")
+                ignore = fields.array("ignore_index", "iu", lambda shape: shape in ((0,), (1,)), "(0,) or (1,)")
+                pairs = fields.array("label_map", "iu", lambda shape: len(shape) == 2 and shape[1] == 2
+                                     and shape[0] <= 2**24, "(n, 2) with n <= 2**24")
+                if len(np.unique(pairs[:, 0])) != len(pairs):
+                    raise ValueError("label_map has a key twice")
                 state = {
-                    "version": int(z["version"]),
-                    "num_classes": int(z["num_classes"]),
+                    "version": fields.scalar("version", "iu"),
+                    "num_classes": fields.scalar("num_classes", "iu"),
                     "ignore_index": int(ignore[0]) if ignore.size else None,
-                    "reduce_zero_label": bool(z["reduce_zero_label"]),
-                    "label_map": {int(a): int(b) for a, b in pairs} or None,
-                    "matrix": z["matrix"],
+                    "reduce_zero_label": fields.scalar("reduce_zero_label", "b"),
+                    "label_map": dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist())) or None,
+                    "matrix": None,
                 }
-                return cls.from_state_dict(state, n_threads=n_threads)
+                cm = cls._from_settings(state, n_threads)
+                fields.read_counts_into("matrix", cm._matrix)
+                return cm
         except Exception as e:  # a corrupt zip can raise almost anything (NotImplementedError, RuntimeError, ...)
             raise ValueError(f"cannot read a ConfusionMatrix from {where!r}: {type(e).__name__}: {e}") from e
 
@@ -326,7 +607,7 @@ class ConfusionMatrix:
         pairs = label_pairs(preds, targets)
         partial = np.zeros_like(self._matrix)
         for p, t in pairs:
-            count(p, t, partial, self.num_classes, self.ignore_index, self._threads, self._lookup(t.dtype))
+            self._count(p, t, partial)
         _core.add_counts(self._matrix, partial)
         return self
 

@@ -51,10 +51,10 @@ def update_logits(cm, logits, target, axis=None) -> None:
     if scores.shape[a] != cm.num_classes:
         raise ValueError(f"logits have {scores.shape[a]} classes on axis {a}, the matrix has "
                          f"num_classes={cm.num_classes}")
-    lookup = cm._lookup(t.dtype)
+    t, ignore_index, lookup = cm._kernel_target(t)  # rows coded in NumPy for a sparse label_map
     lut, lut_lo, reduce_zero_label, label_map = lookup if lookup is not None else (None, 0, False, None)
     bad_target, bad_pred, _ = _core.accumulate_argmax(
-        t, scores, score_type, a, cm._matrix, cm.num_classes, cm.ignore_index, lut, lut_lo, reduce_zero_label,
+        t, scores, score_type, a, cm._matrix, cm.num_classes, ignore_index, lut, lut_lo, reduce_zero_label,
         kernel_threads(cm._threads), **_ARGMAX_OPTIONS)
     if bad_target:
         rows = reference.target_rows(t, cm.num_classes, cm.ignore_index, reduce_zero_label, label_map)

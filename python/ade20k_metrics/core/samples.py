@@ -8,19 +8,31 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _core
 from .inputs import as_int, as_labels, label_pairs
-from .kernel import count
 
 # Per-sample records live on the accumulator as {index: [(flat cells, counts), ...]}.
 RECORDS = "_sample_records"
 
 
 def records(cm) -> dict:
-    rec = cm.__dict__.get(RECORDS)
-    if rec is None:
-        rec = {}
-        cm.__dict__[RECORDS] = rec
-    return rec
+    # setdefault, one step under the GIL: two threads that both found no
+    # records must not each install a dict, one of them then lost.
+    return cm.__dict__.setdefault(RECORDS, {})
+
+
+def drop_records(cm) -> None:
+    cm.__dict__.pop(RECORDS, None)
+
+
+def merge_records(cm, other) -> None:
+    """Add other's per-sample records to cm's (merge, copy): sync then drops repeats across both."""
+    theirs = other.__dict__.get(RECORDS)
+    if not theirs:
+        return
+    kept = records(cm)
+    for index, recs in list(theirs.items()):  # a snapshot: other may be updated meanwhile
+        kept.setdefault(index, []).extend(list(recs))  # (cells, counts) pairs are never modified
 
 
 def _index_list(indices) -> list[int]:
@@ -62,13 +74,15 @@ def update_samples(cm, indices, preds, targets) -> None:
     one = np.zeros((k, k), dtype=np.int64)
     for p, t in pairs:
         one[...] = 0
-        count(p, t, one, k, cm.ignore_index, cm._threads, cm._lookup(t.dtype))
+        cm._count(p, t, one)
         flat = one.ravel()
         cells = np.flatnonzero(flat)
         sparse.append((cells.astype(np.int64), flat[cells].copy()))
-        total += one
-    # Everything counted: commit.
-    cm._matrix += total
+        _core.add_counts(total, one)  # OverflowError rather than a count wrapped past int64
+    # Everything counted: commit with the kernel's checked add, which holds the
+    # GIL (NumPy's += releases it, so two threads' adds could interleave and
+    # lose counts) and raises OverflowError with nothing added.
+    _core.add_counts(cm._matrix, total)
     kept = records(cm)
     for index, rec in zip(index_list, sparse):
         kept.setdefault(index, []).append(rec)

@@ -101,6 +101,35 @@ def _check_matrix(matrix) -> np.ndarray:
     return m
 
 
+_INT64_MAX = 2**63 - 1
+# float64 holds every integer up to 2**53: float sums of counts stay exact below it.
+_FLOAT_EXACT = 2**53
+
+
+def _count_bound(m: np.ndarray, terms: int) -> int:
+    """An upper bound of |any sum of ``terms`` entries| of integer counts (0 for none)."""
+    if m.size == 0:
+        return 0
+    return max(int(m.max()), -int(m.min())) * terms
+
+
+def count_sum(counts, axis=None):
+    """The exact sum of integer counts: int64 where no sum can overflow, else Python ints.
+
+    NumPy sums int64 modulo 2**64 (four cells of 2**62 sum to 0).  This checks
+    the largest entry first, so ordinary counts take the one fast int64 sum;
+    only counts that could overflow are summed as Python ints (an object array
+    along ``axis``, or an int).  Float counts are summed as floats.
+    """
+    m = np.asarray(counts)
+    if m.dtype.kind not in "iub":
+        return m.sum(axis=axis)
+    terms = m.size if axis is None else m.shape[axis]
+    if _count_bound(m, terms) <= _INT64_MAX:
+        return m.sum(axis=axis, dtype=np.int64)
+    return m.astype(object).sum(axis=axis)
+
+
 def _nanmean(x: np.ndarray, axis=None):
     """NaN-mean that is quietly NaN over an empty or all-NaN selection."""
     with warnings.catch_warnings():
@@ -240,7 +269,7 @@ class Metrics:
         names = [str(n) for n in names]
         if len(names) != k:
             raise ValueError(f"names has {len(names)} entries for {k} classes")
-        gt_pixels, pred_pixels = self.matrix.sum(axis=1), self.matrix.sum(axis=0)
+        gt_pixels, pred_pixels = count_sum(self.matrix, axis=1), count_sum(self.matrix, axis=0)
 
         def count(x) -> str:
             return str(int(x)) if self.matrix.dtype.kind in "iu" else f"{float(x):g}"
@@ -255,7 +284,7 @@ class Metrics:
             rows.append([str(i), names[i], num(self.iou[i]), num(self.acc[i]), num(self.precision[i]),
                          num(self.dice[i]), num(self.fscore[i]), count(gt_pixels[i]), count(pred_pixels[i])])
         means = ["", f"mean ({self.convention})", num(self.miou), num(self.macc), num(self.mprecision),
-                 num(self.mdice), num(self.mfscore), count(gt_pixels.sum()), count(pred_pixels.sum())]
+                 num(self.mdice), num(self.mfscore), count(count_sum(self.matrix)), count(count_sum(self.matrix))]
         widths = [max(len(r[c]) for r in [header, means, *rows]) for c in range(len(header))]
 
         def fmt(r):
@@ -286,10 +315,17 @@ def compute_metrics(matrix, *, convention: str = "mmseg", beta: float = 1.0) -> 
     beta = _check_beta(beta)
     counts = m.astype(np.float64)
     tp = np.diag(counts).copy()
-    gt = counts.sum(axis=1)
-    pred = counts.sum(axis=0)
-    fp, fn = pred - tp, gt - tp
-    total = gt.sum()
+    if m.dtype.kind in "iu" and _count_bound(m, m.size) > _FLOAT_EXACT:
+        # Float sums would round at every step: sum as Python ints, round once.
+        exact = m.astype(object)
+        tp_i, gt_i, pred_i = np.diag(exact), exact.sum(axis=1), exact.sum(axis=0)
+        gt, pred, fp, fn = (np.array(x, dtype=np.float64) for x in (gt_i, pred_i, pred_i - tp_i, gt_i - tp_i))
+        total, correct = int(gt_i.sum()), int(tp_i.sum())  # int / int is correctly rounded
+    else:
+        gt = counts.sum(axis=1)
+        pred = counts.sum(axis=0)
+        fp, fn = pred - tp, gt - tp
+        total, correct = gt.sum(), tp.sum()
 
     # mmseg: 0/0 is NaN and NaN-means drop it; the others: 0/0 is 0 inside the counted class set.
     zero_by_zero = np.nan if convention == "mmseg" else 0.0
@@ -306,7 +342,7 @@ def compute_metrics(matrix, *, convention: str = "mmseg", beta: float = 1.0) -> 
     acc, precision, dice, fscore = (np.where(counted, a, np.nan) for a in (acc, precision, dice, fscore))
 
     if total > 0:
-        aacc = float(tp.sum() / total)
+        aacc = float(correct / total)
         present = gt > 0
         # detectron2's fwIoU: IoU weighted by each class's share of ground-truth pixels.
         fwiou = float(np.sum(iou[present] * (gt[present] / total)))
@@ -379,7 +415,7 @@ def explain(matrix, names=None) -> Explanation:
         names = tuple(str(n) for n in names)
         if len(names) != k:
             raise ValueError(f"names has {len(names)} entries for {k} classes")
-    gt, pred, tp = m.sum(axis=1), m.sum(axis=0), np.diag(m)
+    gt, pred, tp = count_sum(m, axis=1), count_sum(m, axis=0), np.diag(m)
     by_convention = {c: compute_metrics(m, convention=c) for c in CONVENTIONS}
     return Explanation(
         num_classes=k,
