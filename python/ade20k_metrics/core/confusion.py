@@ -8,7 +8,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..metrics.compute import compute_metrics
+from ..metrics.compute import compute_metrics, normalize_matrix
+from ..metrics.shift import label_shift, shift_hint, warn_if_shifted
 from . import _core
 from .inputs import as_labels, check_ignore_index, check_num_classes, check_pair, label_pairs
 from .distributed import sync_matrix
@@ -176,9 +177,21 @@ class ConfusionMatrix:
         """Pixels counted so far."""
         return int(self._matrix.sum())
 
-    def compute(self, convention: str = "mmseg", beta: float = 1.0):
-        """Metrics of everything accumulated so far (see ``compute_metrics``)."""
-        return compute_metrics(self._matrix, convention=convention, beta=beta)
+    def compute(self, convention: str = "mmseg", beta: float = 1.0, *, zero_division: float | None = None):
+        """Metrics of everything accumulated so far (see ``compute_metrics``).
+
+        The accumulator's ``ignore_index`` goes along (torchmetrics leaves that
+        class out of mIoU when it is one); a matrix whose mass sits beside the
+        diagonal warns (``LabelShiftWarning``) with the likely fix for these settings.
+        """
+        metrics = compute_metrics(self._matrix, convention=convention, beta=beta, ignore_index=self.ignore_index,
+                                  zero_division=zero_division, warn_shift=False)
+        warn_if_shifted(self._matrix, shift_hint(label_shift(self._matrix), self.reduce_zero_label))
+        return metrics
+
+    def normalized(self, normalize: str | None = "true") -> np.ndarray:
+        """The matrix as fractions: "true" (rows sum to 1), "pred" (columns), "all" (see ``normalize_matrix``)."""
+        return normalize_matrix(self._matrix, normalize)
 
     def reset(self) -> ConfusionMatrix:
         self._matrix[...] = 0
@@ -204,6 +217,12 @@ class ConfusionMatrix:
         if not isinstance(other, ConfusionMatrix):
             return NotImplemented
         return self.copy().merge(other)
+
+    def __radd__(self, other) -> ConfusionMatrix:
+        # sum([cm1, cm2, ...]) starts from 0: adding to 0 is a copy.
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self.copy()
+        return NotImplemented
 
     def __iadd__(self, other: ConfusionMatrix) -> ConfusionMatrix:
         if not isinstance(other, ConfusionMatrix):
