@@ -174,7 +174,7 @@ def annotations():
 
 def test_network_like_predictions_never_warn_even_when_poor(annotations):
     accuracies = []
-    for noise in (0.3, 1.0, 3.0, 10.0):
+    for noise in (0.3, 0.5, 1.0, 3.0, 10.0):
         cm = am.ConfusionMatrix(150, reduce_zero_label=True)
         for i, gt in enumerate(annotations):
             cm.update(np.maximum(_network_like(gt, noise, i), 1) - 1, gt)
