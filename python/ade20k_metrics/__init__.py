@@ -15,7 +15,9 @@ from .core import _core, reference
 from .core.confusion import ConfusionMatrix, confusion_matrix
 from .core.kernel import openmp_enabled, simd
 from .core.threads import default_threads
-from .metrics.compute import CONVENTIONS, Metrics, compute_metrics, explain
+from .metrics.compute import (CONVENTIONS, Metrics, compute_metrics, compute_metrics_from_areas,
+                              compute_metrics_from_counts, explain, normalize_matrix)
+from .metrics.shift import LabelShiftWarning
 from .analysis import stats
 from .analysis.stats import ImageStats
 from .datasets import ade20k
@@ -25,14 +27,18 @@ __all__ = [
     "CONVENTIONS",
     "ConfusionMatrix",
     "ImageStats",
+    "LabelShiftWarning",
     "Metrics",
     "ade20k",
     "compat",
     "compute_metrics",
+    "compute_metrics_from_areas",
+    "compute_metrics_from_counts",
     "confusion_matrix",
     "datasets",
     "default_threads",
     "explain",
+    "normalize_matrix",
     "openmp_enabled",
     "reference",
     "simd",

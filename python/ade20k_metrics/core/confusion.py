@@ -9,7 +9,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..metrics.compute import compute_metrics, count_sum
+from ..metrics.compute import compute_metrics, count_sum, normalize_matrix
+from ..metrics.shift import label_shift, shift_hint, warn_if_shifted
 from . import _core
 from .inputs import as_labels, check_ignore_index, check_num_classes, check_pair, label_pairs
 from .distributed import sync_matrix
@@ -413,9 +414,22 @@ class ConfusionMatrix:
         """Pixels counted so far (exact, whatever the counts)."""
         return int(count_sum(self._snapshot()))
 
-    def compute(self, convention: str = "mmseg", beta: float = 1.0):
-        """Metrics of everything accumulated so far (see ``compute_metrics``)."""
-        return compute_metrics(self._snapshot(), convention=convention, beta=beta)
+    def compute(self, convention: str = "mmseg", beta: float = 1.0, *, zero_division: float | None = None):
+        """Metrics of everything accumulated so far (see ``compute_metrics``).
+
+        The accumulator's ``ignore_index`` goes along (torchmetrics leaves that
+        class out of mIoU when it is one); a matrix whose mass sits beside the
+        diagonal warns (``LabelShiftWarning``) with the likely fix for these settings.
+        """
+        matrix = self._snapshot()
+        metrics = compute_metrics(matrix, convention=convention, beta=beta, ignore_index=self.ignore_index,
+                                  zero_division=zero_division, warn_shift=False)
+        warn_if_shifted(matrix, shift_hint(label_shift(matrix), self.reduce_zero_label))
+        return metrics
+
+    def normalized(self, normalize: str | None = "true") -> np.ndarray:
+        """The matrix as fractions: "true" (rows sum to 1), "pred" (columns), "all" (see ``normalize_matrix``)."""
+        return normalize_matrix(self._snapshot(), normalize)
 
     def reset(self) -> ConfusionMatrix:
         """Forget every count (and update_samples' records); returns self.

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 __all__ = ['hf_mean_iou']
 
+import itertools
 import operator
 from collections.abc import Mapping
 
@@ -83,18 +84,32 @@ def _hf_target(label: np.ndarray, num_labels: int, ignore_index, label_map, redu
     return v
 
 
-def hf_mean_iou(results, gt_seg_maps, num_labels: int, ignore_index, nan_to_num=None, label_map=None,
-                reduce_labels: bool = False) -> dict:
+_REQUIRED = object()
+
+
+def hf_mean_iou(results=None, gt_seg_maps=None, num_labels: int | None = None, ignore_index=_REQUIRED,
+                nan_to_num=None, label_map=None, reduce_labels: bool = False, *, predictions=None,
+                references=None) -> dict:
     """HF evaluate's ``mean_iou``: the same arguments and the same dict, from our kernel.
 
-    ``results`` and ``gt_seg_maps`` are sequences of label maps (or arrays
-    whose first axis indexes images); each pair must have one shape, pairs may
-    differ.  Returns {"mean_iou", "mean_accuracy", "overall_accuracy",
-    "per_category_iou", "per_category_accuracy"} as NumPy float64 scalars and
-    (num_labels,) arrays; ``nan_to_num`` replaces every NaN in them.  The
-    values are those of the ``mmseg`` convention (``compute_metrics``).  See
-    the module docstring for where this deliberately differs from HF's bugs.
+    Called as HF's function (``mean_iou(results, gt_seg_maps, num_labels,
+    ignore_index, ...)``) or as its metric (``evaluate.load("mean_iou").compute(
+    predictions=..., references=..., num_labels=..., ignore_index=...)``).
+    ``results``/``predictions`` and ``gt_seg_maps``/``references`` are
+    iterables of label maps (lists, generators, or arrays whose first axis
+    indexes images); each pair must have one shape, pairs may differ.  Returns
+    {"mean_iou", "mean_accuracy", "overall_accuracy", "per_category_iou",
+    "per_category_accuracy"} as NumPy float64 scalars and (num_labels,)
+    arrays; ``nan_to_num`` replaces every NaN in them.  The values are those of
+    the ``mmseg`` convention (``compute_metrics``).  See the module docstring
+    for where this deliberately differs from HF's bugs.
     """
+    results = _one_of(results, predictions, "results", "predictions")
+    gt_seg_maps = _one_of(gt_seg_maps, references, "gt_seg_maps", "references")
+    if num_labels is None:
+        raise TypeError("hf_mean_iou() missing required argument: 'num_labels'")
+    if ignore_index is _REQUIRED:
+        raise TypeError("hf_mean_iou() missing required argument: 'ignore_index' (HF requires it; None ignores nothing)")
     if isinstance(num_labels, bool):
         raise TypeError("num_labels must be an int, got bool")
     num_labels = operator.index(num_labels)
@@ -107,11 +122,18 @@ def hf_mean_iou(results, gt_seg_maps, num_labels: int, ignore_index, nan_to_num=
     mapping = _check_hf_label_map(label_map)
     if nan_to_num is not None and (isinstance(nan_to_num, bool) or not isinstance(nan_to_num, (int, float))):
         raise TypeError(f"nan_to_num must be a number or None, got {type(nan_to_num).__name__}")
-    if len(results) != len(gt_seg_maps):
-        raise ValueError(f"{len(results)} predictions but {len(gt_seg_maps)} ground-truth maps")
 
     matrix = np.zeros((num_labels, num_labels), dtype=np.int64)
-    for pred, label in zip(results, gt_seg_maps):
+    missing = object()
+    n = 0
+    # zip_longest, not zip: HF's zip drops the maps of the longer sequence; iterators have no len().
+    preds_it, labels_it = iter(results), iter(gt_seg_maps)
+    for pred, label in itertools.zip_longest(preds_it, labels_it, fillvalue=missing):
+        if pred is missing or label is missing:
+            rest = 1 + sum(1 for _ in (labels_it if pred is missing else preds_it))
+            longer, shorter = ("ground-truth maps", "predictions") if pred is missing else ("predictions", "ground-truth maps")
+            raise ValueError(f"{n + rest} {longer} but {n} {shorter}")
+        n += 1
         p, t = as_labels(pred, "prediction"), as_labels(label, "ground truth")
         check_pair(p, t)
         if mapping is None and not reduce_labels:
@@ -121,7 +143,7 @@ def hf_mean_iou(results, gt_seg_maps, num_labels: int, ignore_index, nan_to_num=
             rows = _hf_target(t, num_labels, ignore_index, mapping, bool(reduce_labels))
             matrix += confusion_matrix(p, rows, num_labels, ignore_index=_IGNORED)
 
-    m = compute_metrics(matrix, convention="mmseg")
+    m = compute_metrics(matrix, convention="mmseg")  # a label shift warns here (LabelShiftWarning)
     out = {
         "mean_iou": np.float64(m.miou),
         "mean_accuracy": np.float64(m.macc),
@@ -132,3 +154,12 @@ def hf_mean_iou(results, gt_seg_maps, num_labels: int, ignore_index, nan_to_num=
     if nan_to_num is not None:
         out = {key: np.nan_to_num(value, nan=nan_to_num) for key, value in out.items()}
     return out
+
+
+def _one_of(positional, keyword, name: str, hf_name: str):
+    if positional is not None and keyword is not None:
+        raise TypeError(f"give {name} or {hf_name}, not both")
+    value = keyword if positional is None else positional
+    if value is None:
+        raise TypeError(f"hf_mean_iou() missing required argument: {name!r} (or {hf_name!r})")
+    return value

@@ -88,7 +88,8 @@ class SegmentationMetrics(Metric):
 
     def metrics(self):
         """The full ``ade20k_metrics.Metrics`` of the (synchronised) state."""
-        return compute_metrics(self.matrix.detach().cpu().numpy(), convention=self.convention, beta=self.beta)
+        return compute_metrics(self.matrix.detach().cpu().numpy(), convention=self.convention, beta=self.beta,
+                               ignore_index=self._counter.ignore_index)
 
     def compute(self) -> dict:
         m = self.metrics()

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..datasets.ade20k import class_names
+from .shift import shift_message, warn_if_shifted
 
 CONVENTIONS = ("mmseg", "torchmetrics", "detectron2", "csail")
 
@@ -206,7 +207,11 @@ class Metrics:
     fwiou: float
     score: float
     beta: float
-    matrix: np.ndarray = field(repr=False)
+    matrix: np.ndarray | None = field(repr=False)  # None when built from per-class counts
+    micro_iou: float = float("nan")                 # sum tp / sum (tp + fp + fn) over the classes
+    gt_pixels: np.ndarray | None = field(default=None, repr=False)    # (K,) ground-truth pixels per class
+    pred_pixels: np.ndarray | None = field(default=None, repr=False)  # (K,) predicted pixels per class
+    ignore_index: int | None = None                 # the class torchmetrics leaves out of its means, if any
 
     @property
     def num_classes(self) -> int:
@@ -216,7 +221,7 @@ class Metrics:
     def recall(self) -> np.ndarray:
         return self.acc
 
-    SCALARS = ("miou", "macc", "aacc", "mprecision", "mrecall", "mdice", "mfscore", "fwiou", "score")
+    SCALARS = ("miou", "macc", "aacc", "mprecision", "mrecall", "mdice", "mfscore", "fwiou", "score", "micro_iou")
     PER_CLASS = ("iou", "acc", "precision", "dice", "fscore")
 
     def to_dict(self) -> dict:
@@ -269,10 +274,11 @@ class Metrics:
         names = [str(n) for n in names]
         if len(names) != k:
             raise ValueError(f"names has {len(names)} entries for {k} classes")
-        gt_pixels, pred_pixels = count_sum(self.matrix, axis=1), count_sum(self.matrix, axis=0)
+        gt_pixels, pred_pixels = self.gt_pixels, self.pred_pixels
+        integral = gt_pixels.dtype.kind in "iuO"
 
         def count(x) -> str:
-            return str(int(x)) if self.matrix.dtype.kind in "iu" else f"{float(x):g}"
+            return str(int(x)) if integral else f"{float(x):g}"
 
         def num(x) -> str:
             return "-" if math.isnan(float(x)) else f"{float(x):.{digits}f}"
@@ -284,7 +290,7 @@ class Metrics:
             rows.append([str(i), names[i], num(self.iou[i]), num(self.acc[i]), num(self.precision[i]),
                          num(self.dice[i]), num(self.fscore[i]), count(gt_pixels[i]), count(pred_pixels[i])])
         means = ["", f"mean ({self.convention})", num(self.miou), num(self.macc), num(self.mprecision),
-                 num(self.mdice), num(self.mfscore), count(count_sum(self.matrix)), count(count_sum(self.matrix))]
+                 num(self.mdice), num(self.mfscore), count(count_sum(gt_pixels)), count(count_sum(pred_pixels))]
         widths = [max(len(r[c]) for r in [header, means, *rows]) for c in range(len(header))]
 
         def fmt(r):
@@ -293,7 +299,27 @@ class Metrics:
         rule = "-" * len(fmt(header))
         footer = (f"aAcc {num(self.aacc)}   mIoU {num(self.miou)}   fwIoU {num(self.fwiou)}   "
                   f"score (aAcc + mIoU)/2 {num(self.score)}")
-        return "\n".join([fmt(header), rule, *map(fmt, rows), rule, fmt(means), footer])
+        notes = [f"note: {n}" for n in self.notes()]
+        return "\n".join([fmt(header), rule, *map(fmt, rows), rule, fmt(means), footer, *notes])
+
+    def notes(self) -> list[str]:
+        """Why numbers shown side by side differ where a reader expects them equal (empty if they don't)."""
+        out = []
+        if self.convention == "mmseg":
+            dropped = int(np.sum(np.isnan(self.fscore) & ~np.isnan(self.dice)))
+            if dropped:
+                out.append(f"mmseg computes the F-score from precision and recall, so the {dropped} class(es) with "
+                           "no pixel right (tp = 0) have F-score NaN and drop out of mFscore while their Dice (0) "
+                           "counts in mDice; per class the two are equal")
+        if self.ignore_index is not None and self.convention == "torchmetrics" and 0 <= self.ignore_index < self.num_classes:
+            out.append(f"class {self.ignore_index} is ignore_index and left out of mIoU, as torchmetrics does")
+        return out
+
+    def normalized_matrix(self, normalize: str | None = "true") -> np.ndarray:
+        """The confusion matrix normalised over rows ("true"), columns ("pred") or all cells ("all")."""
+        if self.matrix is None:
+            raise ValueError("these metrics were computed from per-class counts: there is no matrix to normalise")
+        return normalize_matrix(self.matrix, normalize)
 
     def __str__(self) -> str:
         def num(x) -> str:
@@ -304,15 +330,40 @@ class Metrics:
                 f"fwIoU {num(self.fwiou)}  score {num(self.score)}")
 
 
-def compute_metrics(matrix, *, convention: str = "mmseg", beta: float = 1.0) -> Metrics:
+def _check_zero_division(zero_division) -> float | None:
+    if zero_division is None:
+        return None
+    if isinstance(zero_division, bool) or not isinstance(zero_division, numbers.Real):
+        raise TypeError(f"zero_division must be a number or None, got {type(zero_division).__name__}")
+    return float(zero_division)
+
+
+def _check_ignore_class(ignore_index) -> int | None:
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
+    return int(ignore_index)
+
+
+def compute_metrics(matrix, *, convention: str = "mmseg", beta: float = 1.0, ignore_index: int | None = None,
+                    zero_division: float | None = None, warn_shift: bool = True) -> Metrics:
     """All metrics of a (K, K) confusion matrix (rows = ground truth) under a convention.
 
     ``convention`` is one of ``CONVENTIONS`` (see the module docstring for what
     each means); ``beta`` weights recall in the F-score (F-beta).
+    ``ignore_index``: the ignored label the matrix was counted with (its pixels
+    are already left out of the matrix).  Only the torchmetrics convention uses
+    it: when it is a class (0 <= ignore_index < K), torchmetrics' Jaccard index
+    leaves that class out of mIoU and micro IoU, and so does this.
+    ``zero_division``: None (default) leaves a per-class value that is 0/0 NaN;
+    a number puts that number there instead (torchmetrics' ``zero_division``
+    for average="none").  Means are the same either way.
+    A matrix whose counts sit on a diagonal next to the main one (predictions
+    off by one class) gives a ``LabelShiftWarning`` unless ``warn_shift=False``.
     """
     m = _check_matrix(matrix)
     convention = check_convention(convention)
-    beta = _check_beta(beta)
     counts = m.astype(np.float64)
     tp = np.diag(counts).copy()
     if m.dtype.kind in "iu" and _count_bound(m, m.size) > _FLOAT_EXACT:
@@ -326,6 +377,85 @@ def compute_metrics(matrix, *, convention: str = "mmseg", beta: float = 1.0) -> 
         pred = counts.sum(axis=0)
         fp, fn = pred - tp, gt - tp
         total, correct = gt.sum(), tp.sum()
+    metrics = _from_counts(tp, gt, pred, convention, beta, ignore_index, zero_division, m,
+                           count_sum(m, axis=1), count_sum(m, axis=0), exact=(fp, fn, total, correct))
+    if warn_shift:
+        warn_if_shifted(m)
+    return metrics
+
+
+def compute_metrics_from_counts(tp, fp, fn, *, convention: str = "mmseg", beta: float = 1.0,
+                                ignore_index: int | None = None, zero_division: float | None = None) -> Metrics:
+    """The same metrics from per-class counts (K,) of true positives, false positives, false negatives.
+
+    For counts summed elsewhere (mmseg's ``pre_eval`` results, another tool's
+    stat scores).  Overall pixel accuracy is sum(tp) / sum(tp + fn).  The
+    result has no ``matrix`` (``normalized_matrix`` is unavailable).
+    """
+    tp_, fp_, fn_ = (_check_counts(a, name) for a, name in ((tp, "tp"), (fp, "fp"), (fn, "fn")))
+    if not tp_.shape == fp_.shape == fn_.shape:
+        raise ValueError(f"tp, fp and fn must have one shape (K,), got {tp_.shape}, {fp_.shape}, {fn_.shape}")
+    gt_pixels, pred_pixels = tp_ + fn_, tp_ + fp_
+    return _from_counts(tp_.astype(np.float64), gt_pixels.astype(np.float64), pred_pixels.astype(np.float64),
+                        check_convention(convention), beta, ignore_index, zero_division, None, gt_pixels, pred_pixels)
+
+
+def compute_metrics_from_areas(area_intersect, area_union, area_pred_label, area_label, *,
+                               convention: str = "mmseg", beta: float = 1.0, ignore_index: int | None = None,
+                               zero_division: float | None = None) -> Metrics:
+    """The same metrics from mmseg's per-class areas (intersect, union, pred_label, label).
+
+    The four (K,) arrays that mmseg's ``intersect_and_union`` returns and its
+    ``pre_eval_to_metrics`` sums; the union must equal pred_label + label -
+    intersect (a mismatch means the areas were summed inconsistently).
+    """
+    inter, union, pred_label, label = (_check_counts(a, n) for a, n in (
+        (area_intersect, "area_intersect"), (area_union, "area_union"),
+        (area_pred_label, "area_pred_label"), (area_label, "area_label")))
+    if not inter.shape == union.shape == pred_label.shape == label.shape:
+        raise ValueError("the four areas must have one shape (K,), got "
+                         f"{inter.shape}, {union.shape}, {pred_label.shape}, {label.shape}")
+    if not np.allclose(union, pred_label + label - inter, rtol=1e-9, atol=0):
+        raise ValueError("area_union differs from area_pred_label + area_label - area_intersect")
+    if np.any(inter > np.minimum(pred_label, label)):
+        raise ValueError("area_intersect exceeds area_pred_label or area_label for some class")
+    return compute_metrics_from_counts(inter, pred_label - inter, label - inter, convention=convention, beta=beta,
+                                       ignore_index=ignore_index, zero_division=zero_division)
+
+
+def _check_counts(a, name: str) -> np.ndarray:
+    if _is_tensor(a):
+        a = a.detach().cpu().numpy()
+    v = np.asarray(a)
+    if v.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold counts (integers or floats), got dtype {v.dtype}")
+    if v.ndim != 1 or v.shape[0] == 0:
+        raise ValueError(f"{name} must be one count per class, shape (K,) with K >= 1, got shape {v.shape}")
+    if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} has NaN or infinite counts")
+    if np.any(v < 0):
+        raise ValueError(f"{name} has negative counts")
+    return v
+
+
+def _is_tensor(x) -> bool:
+    return hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy")
+
+
+def _from_counts(tp, gt, pred, convention, beta, ignore_index, zero_division, matrix, gt_pixels,
+                 pred_pixels, exact=None) -> Metrics:
+    # exact: (fp, fn, total, correct) when the caller summed the counts exactly (past 2**53).
+    beta = _check_beta(beta)
+    ignore_index = _check_ignore_class(ignore_index)
+    fill = _check_zero_division(zero_division)
+    k = tp.shape[0]
+    if exact is None:
+        fp, fn = pred - tp, gt - tp
+        total, correct = gt.sum(), tp.sum()
+    else:
+        fp, fn, total, correct = exact
+    # torchmetrics' Jaccard index leaves its ignore_index class out when that is a class.
+    skip = ignore_index if convention == "torchmetrics" and ignore_index is not None and 0 <= ignore_index < k else None
 
     # mmseg: 0/0 is NaN and NaN-means drop it; the others: 0/0 is 0 inside the counted class set.
     zero_by_zero = np.nan if convention == "mmseg" else 0.0
@@ -340,24 +470,66 @@ def compute_metrics(matrix, *, convention: str = "mmseg", beta: float = 1.0) -> 
         # mmseg's f_score(precision, recall) is 0/0 whenever tp == 0.
         fscore = np.where(tp > 0, fscore, np.nan)
     acc, precision, dice, fscore = (np.where(counted, a, np.nan) for a in (acc, precision, dice, fscore))
+    union = tp + fp + fn
+    iou_for_mean, micro_union = iou, union
+    if skip is not None:
+        iou_for_mean = iou.copy()
+        iou_for_mean[skip] = np.nan
+        micro_union = union.copy()
+        micro_union[skip] = 0.0
 
     if total > 0:
         aacc = float(correct / total)
         present = gt > 0
         # detectron2's fwIoU: IoU weighted by each class's share of ground-truth pixels.
         fwiou = float(np.sum(iou[present] * (gt[present] / total)))
-        miou, macc = float(_nanmean(iou)), float(_nanmean(acc))
+        miou, macc = float(_nanmean(iou_for_mean)), float(_nanmean(acc))
         mprecision, mdice, mfscore = (float(_nanmean(a)) for a in (precision, dice, fscore))
     else:
         aacc = fwiou = miou = macc = mprecision = mdice = mfscore = float("nan")
-    frozen = m.copy()
-    frozen.flags.writeable = False
-    for a in (iou, acc, precision, dice, fscore):
+    micro_iou = (float(tp.sum() / micro_union.sum()) if micro_union.sum() > 0
+                 else (float("nan") if fill is None else fill))
+    if fill is not None:  # per-class 0/0 values as the caller asked; the means above are unchanged
+        undefined_iou = union == 0 if convention != "csail" else np.zeros(k, dtype=bool)
+        iou = np.where(undefined_iou | np.isnan(iou), fill, iou)
+        acc, precision, dice, fscore = (np.where(np.isnan(a), fill, a) for a in (acc, precision, dice, fscore))
+    frozen = None
+    if matrix is not None:
+        frozen = matrix.copy()
+        frozen.flags.writeable = False
+    gt_pixels, pred_pixels = np.array(gt_pixels), np.array(pred_pixels)
+    for a in (iou, acc, precision, dice, fscore, gt_pixels, pred_pixels):
         a.flags.writeable = False
     return Metrics(convention=convention, iou=iou, acc=acc, miou=miou, macc=macc, aacc=aacc,
                    precision=precision, dice=dice, fscore=fscore, mprecision=mprecision, mrecall=macc,
                    mdice=mdice, mfscore=mfscore, fwiou=fwiou, score=(aacc + miou) / 2, beta=beta,
-                   matrix=frozen)
+                   matrix=frozen, micro_iou=micro_iou, gt_pixels=gt_pixels, pred_pixels=pred_pixels,
+                   ignore_index=ignore_index)
+
+
+NORMALIZE = ("true", "pred", "all")
+
+
+def normalize_matrix(matrix, normalize: str | None = "true") -> np.ndarray:
+    """A confusion matrix as fractions, named as torchmetrics and scikit-learn name them.
+
+    "true": each row (ground-truth class) sums to 1; "pred": each column
+    (predicted class) sums to 1; "all": all cells sum to 1; None or "none":
+    the counts, as float64.  A row or column with no pixel is 0 (as in both
+    peers), never NaN.
+    """
+    m = _check_matrix(matrix).astype(np.float64)
+    if normalize is None or normalize == "none":
+        return m
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {NORMALIZE} or None, got {normalize!r}")
+    if normalize == "true":
+        den = m.sum(axis=1, keepdims=True)
+    elif normalize == "pred":
+        den = m.sum(axis=0, keepdims=True)
+    else:
+        den = np.full((1, 1), m.sum())
+    return _divide(m, np.broadcast_to(den, m.shape), 0.0)
 
 
 @dataclass(frozen=True)
@@ -371,6 +543,8 @@ class Explanation:
     miou: dict                        # convention -> mIoU
     macc: dict                        # convention -> mAcc
     names: tuple[str, ...] | None = None
+    shift: int = 0                    # +1 / -1: predictions look one class higher / lower (see shift.py)
+    matrix: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def _label(self, k: int) -> str:
         return f"{k} ({self.names[k]})" if self.names is not None else str(k)
@@ -398,6 +572,8 @@ class Explanation:
         }
         for name in CONVENTIONS:
             lines.append(f"  {name:<13}{self.miou[name]:.4f} / {self.macc[name]:.4f}   ({rules[name]})")
+        if self.shift:
+            lines.append(f"Warning: {shift_message(self.shift, self.matrix)}")
         return "\n".join(lines)
 
 
@@ -416,7 +592,8 @@ def explain(matrix, names=None) -> Explanation:
         if len(names) != k:
             raise ValueError(f"names has {len(names)} entries for {k} classes")
     gt, pred, tp = count_sum(m, axis=1), count_sum(m, axis=0), np.diag(m)
-    by_convention = {c: compute_metrics(m, convention=c) for c in CONVENTIONS}
+    by_convention = {c: compute_metrics(m, convention=c, warn_shift=False) for c in CONVENTIONS}
+    shift = warn_if_shifted(m)
     return Explanation(
         num_classes=k,
         absent=tuple(int(i) for i in np.flatnonzero((gt == 0) & (pred == 0))),
@@ -425,4 +602,6 @@ def explain(matrix, names=None) -> Explanation:
         miou={c: r.miou for c, r in by_convention.items()},
         macc={c: r.macc for c, r in by_convention.items()},
         names=names,
+        shift=shift,
+        matrix=m,
     )
