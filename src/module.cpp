@@ -310,6 +310,14 @@ std::string simd() {
 void register_logits(py::module_& m);  // register_logits.cpp
 
 PYBIND11_MODULE(_core, m) {
+    // pybind11 looks NumPy's C API up on first use, inside a std::call_once,
+    // and the look-up runs Python code (numpy.lib.NumpyVersion).  A Python
+    // signal handler can run there; one that calls this module re-enters the
+    // same call_once on the same thread and waits forever.  Done here, before
+    // anything is defined, no call ever runs it.  It is the bindings' only lazy
+    // initialisation that runs Python code: test_reliability_kernel.py checks
+    // that first calls run none.
+    py::detail::npy_api::get();
     m.doc() = "C++ confusion-matrix kernel (internal; use the ade20k_metrics API)";
     m.def("accumulate", &accumulate, py::arg("target"), py::arg("pred"), py::arg("out"),
           py::arg("num_classes"), py::arg("ignore_index"), py::arg("lut") = py::none(),
