@@ -158,6 +158,15 @@ inline int64_t chunk_size(int64_t chunk_pixels, int n_threads) {
     return std::min(std::max<int64_t>(1, chunk_pixels), INT64_MAX / team) * team;
 }
 
+// MemoryError naming what could not be had (the memory check before a call,
+// core/inputs.py, counts everything a call allocates, so this is rare).
+[[noreturn]] inline void raise_no_memory(int64_t bytes, const char* what) {
+    const std::string message = "out of memory allocating " + std::to_string(bytes >> 20) + " MiB for " + what +
+                                "; nothing was added";
+    PyErr_SetString(PyExc_MemoryError, message.c_str());
+    throw py::error_already_set();
+}
+
 [[noreturn]] inline void raise_overflow() {
     PyErr_SetString(PyExc_OverflowError, "adding these counts would overflow the int64 matrix; nothing was added");
     throw py::error_already_set();

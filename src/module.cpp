@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ade20k_metrics/confusion.hpp"
+#include "ade20k_metrics/memory.hpp"
 #include "binding_common.hpp"
 #include "ade20k_metrics/stream.hpp"
 
@@ -44,12 +45,19 @@ auto with_label_types(int target_bytes, int pred_bytes, Fn&& fn) {
     }
 }
 
-// Scratch for small inputs, one per OS thread: a table kept all zeros between
-// calls and a list of touched bins, so a 64 x 64 map costs no K^2 work.
+// Working tables of up to this many bins (8 MiB, K <= 1022) are kept per OS
+// thread between calls; larger ones are allocated for the call and freed after it.
+constexpr int64_t kKeepTableUpTo = am::kPrivateTablesUpTo;
+
+// Scratch, one per OS thread: for tables of up to kKeepTableUpTo bins a
+// working table kept all zeros between calls and a list of touched bins, so a
+// 64 x 64 map costs no K^2 work; for larger ones only the small inputs' bin
+// list (512 KiB at most), the table being allocated per call.
 struct SmallScratch {
     std::vector<int64_t> table;
     std::vector<uint32_t> touched;     // bins touched by count_pairs_small
     std::vector<uint64_t> touched_map; // blocks touched by count_pairs (see confusion.hpp)
+    std::vector<uint64_t> pairs;       // count_pairs_sorted's (bin, count) list
 };
 
 // One scratch per OS thread, unless a call is already using it on this
@@ -57,8 +65,12 @@ struct SmallScratch {
 // count too, and must not share the outer call's table.
 class ScratchLease {
 public:
-    explicit ScratchLease(int64_t num_classes) : nested_(busy()), scratch_(nested_ ? own_ : shared()) {
+    ScratchLease(int64_t num_classes, int64_t keep_up_to)
+        : nested_(busy()),
+          dense_(am::table_bins(num_classes) <= std::min(keep_up_to, kKeepTableUpTo)),
+          scratch_(nested_ ? own_ : shared()) {
         if (!nested_) busy() = true;
+        if (!dense_) return;
         const auto bins = static_cast<size_t>(am::table_bins(num_classes));
         if (scratch_.table.size() < bins) scratch_.table.resize(bins, 0);
         const auto words = static_cast<size_t>(am::touched_words(static_cast<int64_t>(bins)));
@@ -70,6 +82,8 @@ public:
     ScratchLease(const ScratchLease&) = delete;
     ScratchLease& operator=(const ScratchLease&) = delete;
     SmallScratch& get() { return scratch_; }
+    // Whether the scratch holds the working table (else the caller allocates it).
+    bool dense() const { return dense_; }
 
 private:
     static SmallScratch& shared() {
@@ -82,16 +96,39 @@ private:
     }
     SmallScratch own_;  // constructed before scratch_ may refer to it
     bool nested_;
+    bool dense_;
     SmallScratch& scratch_;
 };
 
+// Entries of the small inputs' lists kept per thread (a call forced onto the
+// small path with more pixels, direct_below, frees its larger list).
+constexpr size_t kKeptListEntries = static_cast<size_t>(am::kSmallInputPixels) + 1;
+
 // The small-input path (one thread, cost O(pixels)): count into the
-// thread's scratch table and settle it into `out` (see am::settle_small).
+// thread's scratch table and settle it into `out` (see am::settle_small), or,
+// for tables too large to keep, sort the bins (am::count_pairs_sorted).
 // Returns false when adding would overflow `out` (nothing added).
-inline bool count_small(SmallScratch& scratch, LabelType tt, LabelType pt, const void* t_data, const void* p_data,
+inline bool count_small(ScratchLease& lease, LabelType tt, LabelType pt, const void* t_data, const void* p_data,
                         const am::Geometry& g, const am::TargetCoding& tc, const am::PredCoding& pc, int isa,
                         int64_t* out_data, int64_t& invalid_target, int64_t& invalid_pred) {
-    if (scratch.touched.size() < static_cast<size_t>(g.pixels) + 1) scratch.touched.resize(static_cast<size_t>(g.pixels) + 1);
+    SmallScratch& scratch = lease.get();
+    const auto room = static_cast<size_t>(g.pixels) + 1;
+    if (!lease.dense()) {
+        if (scratch.pairs.size() < room) scratch.pairs.resize(room);
+        int64_t n_pairs = 0;
+        {
+            py::gil_scoped_release release;
+            n_pairs = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
+                return am::count_pairs_sorted<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, isa,
+                                                                        scratch.pairs.data());
+            });
+        }
+        const bool fits = am::settle_sorted(scratch.pairs.data(), n_pairs, tc.num_classes, g.multiplicity, out_data,
+                                            invalid_target, invalid_pred);
+        if (room > kKeptListEntries) std::vector<uint64_t>().swap(scratch.pairs);  // keep only what small inputs need
+        return fits;
+    }
+    if (scratch.touched.size() < room) scratch.touched.resize(room);
     int64_t n_touched = 0;
     {
         py::gil_scoped_release release;
@@ -101,8 +138,10 @@ inline bool count_small(SmallScratch& scratch, LabelType tt, LabelType pt, const
         });
     }
     // With the GIL held, so concurrent updates of one matrix do not interleave.
-    return am::settle_small(scratch.table.data(), scratch.touched.data(), n_touched, tc.num_classes, g.multiplicity,
-                            out_data, invalid_target, invalid_pred);
+    const bool fits = am::settle_small(scratch.table.data(), scratch.touched.data(), n_touched, tc.num_classes,
+                                       g.multiplicity, out_data, invalid_target, invalid_pred);
+    if (room > kKeptListEntries) std::vector<uint32_t>().swap(scratch.touched);
+    return fits;
 }
 
 // Histogram (target, pred) pairs and add them to `out` (K x K int64), or, if
@@ -111,7 +150,8 @@ inline bool count_small(SmallScratch& scratch, LabelType tt, LabelType pt, const
 py::tuple accumulate(const py::array& target, const py::array& pred, py::array out, int64_t num_classes,
                      std::optional<int64_t> ignore_index, std::optional<py::array> lut, int64_t lut_lo,
                      bool reduce_zero_label, int n_threads, int64_t min_pixels_per_thread, int64_t direct_below,
-                     int64_t flush_limit, int isa, int64_t chunk_pixels) {
+                     int64_t flush_limit, int isa, int64_t chunk_pixels, int64_t private_up_to,
+                     int64_t keep_up_to) {
     check_counts(num_classes, n_threads);
     const LabelType tt = label_type(target, "target");
     const LabelType pt = label_type(pred, "pred");
@@ -142,10 +182,9 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     int64_t invalid_target = 0, invalid_pred = 0;
     int threads_used = 1;
 
-    ScratchLease lease(num_classes);
-    SmallScratch& scratch = lease.get();
-    if (g.pixels < direct_below) {
-        if (!count_small(scratch, tt, pt, t_data, p_data, g, tc, pc, isa, out_data, invalid_target, invalid_pred)) {
+    ScratchLease lease(num_classes, keep_up_to);
+    if (g.pixels < direct_below && g.pixels < (int64_t(1) << 32)) {
+        if (!count_small(lease, tt, pt, t_data, p_data, g, tc, pc, isa, out_data, invalid_target, invalid_pred)) {
             raise_overflow();
         }
         return py::make_tuple(invalid_target, invalid_pred, threads_used);
@@ -156,32 +195,55 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     opt.min_pixels_per_thread = min_pixels_per_thread;
     opt.flush_limit = flush_limit;
     opt.isa = isa;
-    // The scratch table is all zeros between calls; zero it again however this call ends.
-    int64_t* table = scratch.table.data();
-    uint64_t* touched_map = scratch.touched_map.data();
+    opt.private_up_to = private_up_to;
+    // The working table: the thread's scratch, all zeros between calls (zeroed
+    // again however this call ends), or, too large to keep, one for this call.
+    const int64_t bins = am::table_bins(num_classes);
+    am::ZeroedArray<int64_t> call_table;
+    std::vector<uint64_t> call_map;
+    int64_t* table = nullptr;
+    uint64_t* touched_map = nullptr;
+    if (lease.dense()) {
+        table = lease.get().table.data();
+        touched_map = lease.get().touched_map.data();
+    } else {
+        if (!call_table.allocate(static_cast<size_t>(bins))) raise_no_memory(bins * 8, "the working table");
+        call_map.assign(static_cast<size_t>(am::touched_words(bins)), 0);
+        table = call_table.data();
+        touched_map = call_map.data();
+    }
     struct ClearOnExit {
         int64_t* table;
         uint64_t* map;
         int64_t k;
-        ~ClearOnExit() { am::clear_touched(table, map, k); }
-    } clear_on_exit{table, touched_map, num_classes};
+        bool kept;
+        ~ClearOnExit() {
+            if (kept) am::clear_touched(table, map, k);
+        }
+    } clear_on_exit{table, touched_map, num_classes, lease.dense()};
     // Large inputs run in chunks with a look for Ctrl-C between them; the
     // counts only reach `out` once everything has been counted.
     const int64_t chunk = chunk_size(chunk_pixels, n_threads);
     for (int64_t begin = 0, end = 0; begin < g.pixels; begin = end) {
         end = g.pixels - begin <= chunk ? g.pixels : begin + chunk;
+        bool no_memory = false;
         {
             py::gil_scoped_release release;
-            const am::KernelResult res = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
-                return am::count_pairs<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, opt, table, touched_map,
-                                                                 begin, end);
-            });
-            threads_used = std::max(threads_used, res.threads);
+            try {
+                const am::KernelResult res = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
+                    return am::count_pairs<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, opt, table,
+                                                                     touched_map, begin, end);
+                });
+                threads_used = std::max(threads_used, res.threads);
+            } catch (const std::bad_alloc&) {  // thrown before anything was counted
+                no_memory = true;
+            }
         }
+        if (no_memory) raise_no_memory(bins * 9, "a thread's counters");
         if (end < g.pixels && PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
-    // Bins outside the touched blocks are zero, so the whole-table count reads only a row and a column.
-    am::invalid_counts(table, num_classes, invalid_target, invalid_pred);
+    // Bins outside the touched blocks are zero: only those are read.
+    am::invalid_counts_touched(table, touched_map, num_classes, invalid_target, invalid_pred);
     // With the GIL held again, so concurrent updates of one matrix do not interleave.
     if (invalid_target == 0 && invalid_pred == 0 && !am::add_class_counts_checked(table, touched_map, num_classes, out_data)) {
         raise_overflow();
@@ -240,9 +302,9 @@ py::object confusion_matrix_small(const py::array& target, const py::array& pred
     py::array_t<int64_t> out({num_classes, num_classes});
     int64_t* out_data = out.mutable_data();
     std::memset(out_data, 0, static_cast<size_t>(num_classes * num_classes) * sizeof(int64_t));
-    ScratchLease lease(num_classes);
+    ScratchLease lease(num_classes, kKeepTableUpTo);
     int64_t invalid_target = 0, invalid_pred = 0;
-    count_small(lease.get(), tt, pt, target.data(), pred.data(), g, tc, pc, -1, out_data, invalid_target,
+    count_small(lease, tt, pt, target.data(), pred.data(), g, tc, pc, -1, out_data, invalid_target,
                 invalid_pred);  // a fresh matrix of fewer than 2^16 counts cannot overflow
     if (invalid_target != 0 || invalid_pred != 0) return py::none();
     return std::move(out);
@@ -310,6 +372,14 @@ std::string simd() {
 void register_logits(py::module_& m);  // register_logits.cpp
 
 PYBIND11_MODULE(_core, m) {
+    // pybind11 looks NumPy's C API up on first use, inside a std::call_once,
+    // and the look-up runs Python code (numpy.lib.NumpyVersion).  A Python
+    // signal handler can run there; one that calls this module re-enters the
+    // same call_once on the same thread and waits forever.  Done here, before
+    // anything is defined, no call ever runs it.  It is the bindings' only lazy
+    // initialisation that runs Python code: test_reliability_kernel.py checks
+    // that first calls run none.
+    py::detail::npy_api::get();
     m.doc() = "C++ confusion-matrix kernel (internal; use the ade20k_metrics API)";
     m.def("accumulate", &accumulate, py::arg("target"), py::arg("pred"), py::arg("out"),
           py::arg("num_classes"), py::arg("ignore_index"), py::arg("lut") = py::none(),
@@ -317,13 +387,16 @@ PYBIND11_MODULE(_core, m) {
           py::arg("min_pixels_per_thread") = am::KernelOptions{}.min_pixels_per_thread,
           py::arg("direct_below") = am::kSmallInputPixels,
           py::arg("flush_limit") = am::KernelOptions{}.flush_limit, py::arg("isa") = -1,
-          py::arg("chunk_pixels") = int64_t(1) << 26,
+          py::arg("chunk_pixels") = int64_t(1) << 26, py::arg("private_up_to") = am::kPrivateTablesUpTo,
+          py::arg("keep_up_to") = kKeepTableUpTo,
           "Add the (target, pred) histogram to out unless a label is invalid; "
           "returns (invalid_target, invalid_pred, threads_used).");
     m.def("confusion_matrix_small", &confusion_matrix_small, py::arg("target"), py::arg("pred"),
           py::arg("num_classes"), py::arg("ignore_index"),
           "A new (K, K) matrix for a small map, or None where accumulate must run (see module.cpp).");
     register_logits(m);
+    m.def("call_scratch_bytes", &am::call_scratch_bytes, py::arg("num_classes"),
+          "Bytes one accumulate or accumulate_argmax call may allocate besides its (K, K) output.");
     m.def("add_counts", &add_counts, py::arg("out"), py::arg("other"),
           "out += other for (K, K) int64 matrices, with the GIL held; OverflowError leaves out unchanged.");
     m.def("openmp_enabled", &openmp_enabled, "Whether the kernel was built with OpenMP.");

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ade20k_metrics/argmax.hpp"
+#include "ade20k_metrics/memory.hpp"
 #include "binding_common.hpp"
 
 namespace py = pybind11;
@@ -81,7 +82,8 @@ am::KernelResult dispatch(int score_type, int target_bytes, const void* t, const
 py::tuple accumulate_argmax(const py::array& target, const py::array& scores, int score_type, int axis,
                             py::array out, int64_t num_classes, std::optional<int64_t> ignore_index,
                             std::optional<py::array> lut, int64_t lut_lo, bool reduce_zero_label, int n_threads,
-                            int64_t min_scores_per_thread, int64_t tile, int isa, int64_t chunk_pixels) {
+                            int64_t min_scores_per_thread, int64_t tile, int isa, int64_t chunk_pixels,
+                            int64_t private_up_to) {
     check_counts(num_classes, n_threads);
     const LabelType tt = label_type(target, "target");
     check_score_dtype(scores, score_type);
@@ -112,19 +114,29 @@ py::tuple accumulate_argmax(const py::array& target, const py::array& scores, in
     opt.min_scores_per_thread = min_scores_per_thread;
     opt.tile = tile;
     opt.isa = isa;
+    opt.private_up_to = private_up_to;
 
-    std::vector<int64_t> table(static_cast<size_t>(am::table_bins(num_classes)), 0);
+    // The working table, zeroed; a large one costs only the pages it touches.
+    const int64_t bins = am::table_bins(num_classes);
+    am::ZeroedArray<int64_t> table;
+    if (!table.allocate(static_cast<size_t>(bins))) raise_no_memory(bins * 8, "the working table");
     // Chunks with a look for Ctrl-C between them; `out` sees nothing until the end.
     const int64_t chunk = chunk_size(chunk_pixels, n_threads);
     int threads_used = 1;
     for (int64_t begin = 0, end = 0; begin < g.pixels; begin = end) {
         end = g.pixels - begin <= chunk ? g.pixels : begin + chunk;
+        bool no_memory = false;
         {
             py::gil_scoped_release release;
-            const am::KernelResult res = dispatch(score_type, tt.bytes, target.data(), scores.data(), g, channels,
-                                                  channel_stride, tc, opt, table.data(), begin, end);
-            threads_used = std::max(threads_used, res.threads);
+            try {
+                const am::KernelResult res = dispatch(score_type, tt.bytes, target.data(), scores.data(), g, channels,
+                                                      channel_stride, tc, opt, table.data(), begin, end);
+                threads_used = std::max(threads_used, res.threads);
+            } catch (const std::bad_alloc&) {  // thrown before anything was counted
+                no_memory = true;
+            }
         }
+        if (no_memory) raise_no_memory(bins * 8 * n_threads, "the threads' tables");
         if (end < g.pixels && PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
     int64_t invalid_target = 0, invalid_pred = 0;
@@ -143,6 +155,7 @@ void register_logits(py::module_& m) {
           py::arg("lut") = py::none(), py::arg("lut_lo") = 0, py::arg("reduce_zero_label") = false,
           py::arg("n_threads") = 1, py::arg("min_scores_per_thread") = defaults.min_scores_per_thread,
           py::arg("tile") = defaults.tile, py::arg("isa") = -1, py::arg("chunk_pixels") = int64_t(1) << 22,
+          py::arg("private_up_to") = defaults.private_up_to,
           "Add the histogram of (target, argmax of scores over axis) to out unless a label is invalid; "
           "returns (invalid_target, invalid_pred, threads_used).  score_type: 0 float32, 1 float16, "
           "2 bfloat16 (passed as its 16-bit integer bits).");

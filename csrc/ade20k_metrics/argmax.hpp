@@ -42,6 +42,8 @@ struct ArgmaxOptions {
     int64_t tile = 4096;
     // -1: best the CPU has, 0: portable, 1: AVX2 (if present).
     int isa = -1;
+    // As KernelOptions::private_up_to: tables of more bins are shared by the team.
+    int64_t private_up_to = kPrivateTablesUpTo;
 };
 
 constexpr int64_t kArgmaxTile = 8192;
@@ -114,11 +116,10 @@ AM_INLINE void argmax_tile(const char* s, int64_t ps, int64_t cs, int64_t channe
 }
 
 // Argmax and count the pixels with flat indices [begin, end) of `g`.
-template <class Mask, class Key, class T>
+template <class Mask, class Key, class T, class Sink>
 AM_INLINE void argmax_count_range_impl(const char* t0, const char* s0, const Geometry& g,
                                        int64_t channels, int64_t cs, int64_t tile, int64_t begin,
-                                       int64_t end, const Coders<T, uint32_t>& code,
-                                       Tables<int64_t>& tab) {
+                                       int64_t end, const Coders<T, uint32_t>& code, Sink& tab) {
     alignas(64) int32_t best[kArgmaxTile];
     alignas(64) uint32_t idx[kArgmaxTile];
     const int nd = g.ndim;
@@ -144,45 +145,45 @@ AM_INLINE void argmax_count_range_impl(const char* t0, const char* s0, const Geo
     }
 }
 
-template <class Key, class T>
+template <class Key, class T, class Sink>
 void argmax_count_range_portable(const char* t0, const char* s0, const Geometry& g, int64_t channels,
                                  int64_t cs, int64_t tile, int64_t begin, int64_t end,
-                                 const Coders<T, uint32_t>& code, Tables<int64_t>& tab) {
-    argmax_count_range_impl<PortableMask, Key, T>(t0, s0, g, channels, cs, tile, begin, end, code, tab);
+                                 const Coders<T, uint32_t>& code, Sink& tab) {
+    argmax_count_range_impl<PortableMask, Key, T, Sink>(t0, s0, g, channels, cs, tile, begin, end, code, tab);
 }
 
 #if AM_HAVE_AVX2_DISPATCH
-template <class Key, class T>
+template <class Key, class T, class Sink>
 AM_AVX2 void argmax_count_range_avx2(const char* t0, const char* s0, const Geometry& g, int64_t channels,
                                      int64_t cs, int64_t tile, int64_t begin, int64_t end,
-                                     const Coders<T, uint32_t>& code, Tables<int64_t>& tab) {
-    argmax_count_range_impl<Avx2Mask, Key, T>(t0, s0, g, channels, cs, tile, begin, end, code, tab);
+                                     const Coders<T, uint32_t>& code, Sink& tab) {
+    argmax_count_range_impl<Avx2Mask, Key, T, Sink>(t0, s0, g, channels, cs, tile, begin, end, code, tab);
 }
 #endif
 
 #if AM_HAVE_NEON
-template <class Key, class T>
+template <class Key, class T, class Sink>
 void argmax_count_range_neon(const char* t0, const char* s0, const Geometry& g, int64_t channels, int64_t cs,
                              int64_t tile, int64_t begin, int64_t end, const Coders<T, uint32_t>& code,
-                             Tables<int64_t>& tab) {
-    argmax_count_range_impl<NeonMask, Key, T>(t0, s0, g, channels, cs, tile, begin, end, code, tab);
+                             Sink& tab) {
+    argmax_count_range_impl<NeonMask, Key, T, Sink>(t0, s0, g, channels, cs, tile, begin, end, code, tab);
 }
 #endif
 
-template <class Key, class T>
+template <class Key, class T, class Sink>
 using ArgmaxRangeFn = void (*)(const char*, const char*, const Geometry&, int64_t, int64_t, int64_t,
-                               int64_t, int64_t, const Coders<T, uint32_t>&, Tables<int64_t>&);
+                               int64_t, int64_t, const Coders<T, uint32_t>&, Sink&);
 
-template <class Key, class T>
-ArgmaxRangeFn<Key, T> pick_argmax_range_fn(int isa) {
+template <class Key, class T, class Sink>
+ArgmaxRangeFn<Key, T, Sink> pick_argmax_range_fn(int isa) {
 #if AM_HAVE_AVX2_DISPATCH
-    if (isa != 0 && cpu_has_avx2()) return &argmax_count_range_avx2<Key, T>;
+    if (isa != 0 && cpu_has_avx2()) return &argmax_count_range_avx2<Key, T, Sink>;
 #endif
 #if AM_HAVE_NEON
-    if (isa != 0) return &argmax_count_range_neon<Key, T>;
+    if (isa != 0) return &argmax_count_range_neon<Key, T, Sink>;
 #endif
     (void)isa;
-    return &argmax_count_range_portable<Key, T>;
+    return &argmax_count_range_portable<Key, T, Sink>;
 }
 
 }  // namespace detail
@@ -194,7 +195,9 @@ ArgmaxRangeFn<Key, T> pick_argmax_range_fn(int isa) {
 // winning index c is coded as prediction c (so channels > K gives invalid
 // predictions, counted in column K).  T is the target's unsigned storage type.
 // Consecutive ranges give the same table as one call.
-// May throw std::bad_alloc before any counting starts; never throws after.
+// Memory: private tables only within private_tables(); otherwise the team
+// adds to `table` and allocates nothing.  May throw std::bad_alloc before any
+// counting starts; never throws after.
 template <class Key, class T>
 KernelResult count_argmax_pairs(const void* target, const void* scores, const Geometry& g, int64_t channels,
                                 int64_t channel_stride, const TargetCoding& tc, const ArgmaxOptions& opt,
@@ -217,7 +220,6 @@ KernelResult count_argmax_pairs(const void* target, const void* scores, const Ge
     if (n <= 0) return res;
     const int64_t tile = std::max<int64_t>(1, std::min(opt.tile, kArgmaxTile));
     const int64_t mult = g.multiplicity;
-    const auto range_fn = pick_argmax_range_fn<Key, T>(opt.isa);
 
     int threads = 1;
 #ifdef _OPENMP
@@ -229,35 +231,54 @@ KernelResult count_argmax_pairs(const void* target, const void* scores, const Ge
 
     if (threads == 1 && mult == 1) {
         Tables<int64_t> tab{table};
-        range_fn(t0, s0, g, channels, channel_stride, tile, begin, end, code, tab);
+        pick_argmax_range_fn<Key, T, Tables<int64_t>>(opt.isa)(t0, s0, g, channels, channel_stride, tile, begin, end,
+                                                               code, tab);
         return res;
     }
-    // One int64 table per thread (argmax over the classes dominates the cost,
-    // so narrow counters would buy nothing); all allocation happens here,
-    // outside the parallel region.
-    std::unique_ptr<int64_t[]> counters(new int64_t[static_cast<size_t>(bins * threads)]());
-    auto work_share = [&](int tid, int team) {
-        int64_t* c = counters.get() + bins * tid;
-        Tables<int64_t> tab{c};
+    auto share_of = [&](int tid, int team, int64_t& first, int64_t& last) {
         const int64_t share = n / team, extra = n % team;
-        const int64_t first = begin + share * tid + std::min<int64_t>(tid, extra);
-        const int64_t last = first + share + (tid < extra ? 1 : 0);
-        if (first < last) range_fn(t0, s0, g, channels, channel_stride, tile, first, last, code, tab);
+        first = begin + share * tid + std::min<int64_t>(tid, extra);
+        last = first + share + (tid < extra ? 1 : 0);
+    };
+    // Runs work_share(thread id, team size) on the team.
+    auto run_team = [&](auto&& work_share) {
+#ifdef _OPENMP
+        if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+            work_share(omp_get_thread_num(), omp_get_num_threads());
+            return;
+        }
+#endif
+        work_share(0, 1);
+    };
+    if (private_tables(bins, threads, opt.private_up_to, 8)) {
+        // One int64 table per thread (argmax over the classes dominates the
+        // cost, so narrow counters would buy nothing); all allocation happens
+        // here, outside the parallel region.
+        std::unique_ptr<int64_t[]> counters(new int64_t[static_cast<size_t>(bins * threads)]());
+        const auto range_fn = pick_argmax_range_fn<Key, T, Tables<int64_t>>(opt.isa);
+        run_team([&](int tid, int team) {
+            int64_t* c = counters.get() + bins * tid;
+            Tables<int64_t> tab{c};
+            int64_t first = 0, last = 0;
+            share_of(tid, team, first, last);
+            if (first < last) range_fn(t0, s0, g, channels, channel_stride, tile, first, last, code, tab);
 #ifdef _OPENMP
 #pragma omp critical(am_argmax_merge)
 #endif
-        for (int64_t b = 0; b < bins; ++b) table[b] += c[b] * mult;
-    };
-#ifdef _OPENMP
-    if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-        work_share(omp_get_thread_num(), omp_get_num_threads());
+            for (int64_t b = 0; b < bins; ++b) table[b] += c[b] * mult;
+        });
     } else {
-        work_share(0, 1);
+        // A table too large to copy per thread: the team adds to it (see SharedTable).
+        const auto range_fn = pick_argmax_range_fn<Key, T, SharedTable>(opt.isa);
+        run_team([&](int tid, int team) {
+            SharedTable tab(table, nullptr, mult, team > 1);
+            int64_t first = 0, last = 0;
+            share_of(tid, team, first, last);
+            if (first < last) range_fn(t0, s0, g, channels, channel_stride, tile, first, last, code, tab);
+            tab.flush();
+        });
     }
-#else
-    work_share(0, 1);
-#endif
     return res;
 }
 

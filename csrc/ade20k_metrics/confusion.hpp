@@ -12,7 +12,11 @@
 //           bin per pixel in a table of 8-bit counters that stays in the L1
 //           cache and carries into int64 when a counter wraps; the bins of
 //           8- and 64-bit labels without a lookup are computed by SIMD.
-// Small inputs count straight into int64 on one thread.
+// Small inputs count straight into int64 on one thread (or, where the table
+// is too large to keep between calls, as a sorted list of bins).
+// Memory: threads count into private tables only while a team's copies stay
+// small (kPrivateTablesUpTo, kPrivateTablesBudget); otherwise the team adds
+// to the one working table, so no call allocates per thread.
 // Nothing here throws inside a parallel region.
 #pragma once
 
@@ -40,6 +44,23 @@
 
 namespace am {
 
+// Working tables of up to this many bins (K <= 1022: ADE20K-847, COCO-Stuff,
+// Mapillary) may be given to each thread of a team, kept per OS thread between
+// calls (all zeros, 9 MiB at most); larger ones are shared by the team, which
+// adds to the one table (see detail::SharedTable): a private copy of a table
+// that size costs more to zero and merge than the counting it saves, and
+// multiplies memory by the threads.
+constexpr int64_t kPrivateTablesUpTo = int64_t(1) << 20;
+// The private tables of one call (8-bit and int64 counters) stay within this
+// many bytes: a team that would need more shares one table instead.
+constexpr int64_t kPrivateTablesBudget = int64_t(1) << 25;
+
+// Whether a team of `threads` gets one table of `bins` each (needing `bytes_per_bin` each).
+inline bool private_tables(int64_t bins, int threads, int64_t up_to, int64_t bytes_per_bin) {
+    return bins <= std::min(up_to, kPrivateTablesUpTo) &&
+           bins * bytes_per_bin * std::max(1, threads) <= kPrivateTablesBudget;
+}
+
 struct KernelOptions {
     int n_threads = 1;
     // Fewer threads than asked when each would get fewer pixels than this.
@@ -52,6 +73,9 @@ struct KernelOptions {
     int64_t flush_limit = int64_t(1) << 31;
     // -1: best the CPU has, 0: portable, 1: AVX2 (NEON on Arm), 2: AVX-512BW (each if present).
     int isa = -1;
+    // Tables of more bins than this are shared by the team (capped at
+    // kPrivateTablesUpTo; smaller values test the shared path on small K).
+    int64_t private_up_to = kPrivateTablesUpTo;
 };
 
 struct KernelResult {
@@ -184,6 +208,100 @@ struct TrackedTable {
     }
     AM_INLINE void add_eight(const uint32_t* bin) {
         for (uint32_t u = 0; u < 8; ++u) add_one(u, bin[u]);
+    }
+    AM_INLINE void note_singles() {}
+};
+
+// mark_touched for a map that the threads of a team mark at once.
+inline void mark_touched_shared(uint64_t* map, uint32_t bin) {
+    uint64_t* word = map + (bin >> (kBlockShift + 6));
+    const uint64_t bit = uint64_t(1) << ((bin >> kBlockShift) & 63);
+    uint64_t now;
+#ifdef _OPENMP
+#pragma omp atomic read
+#endif
+    now = *word;
+    if ((now & bit) != 0) return;  // most marks are already there: no write
+#ifdef _OPENMP
+#pragma omp atomic update
+#endif
+    *word |= bit;
+}
+
+// One thread's counts for a table that the whole team adds to (tables too
+// large for a copy per thread).  A small direct-mapped cache of (bin, count)
+// in front of the table absorbs the long runs and the few busy bins of real
+// label maps, so the team's atomic adds are few and rarely meet on one cache
+// line; noise, which misses this cache, misses the cache of a table this
+// large anyway.  Counts reach the table, times `mult`, when their slot is
+// taken by another bin and at flush(), which must be called at the end.
+struct SharedTable {
+    static constexpr int kSlotBits = 8;
+    static constexpr int kSlots = 1 << kSlotBits;
+    static constexpr uint32_t kNoBin = 0xFFFFFFFFu;  // above every bin: (K+2)(K+1) < 2^32
+    int64_t* table;
+    uint64_t* touched;  // marked as counts arrive; may be null
+    int64_t mult;
+    bool atomic;        // false: this thread is the only one adding to `table`
+    uint32_t bin_of[kSlots];
+    int64_t count_of[kSlots];
+
+    SharedTable(int64_t* t, uint64_t* map, int64_t m, bool shared) : table(t), touched(map), mult(m), atomic(shared) {
+        for (int s = 0; s < kSlots; ++s) {
+            bin_of[s] = kNoBin;
+            count_of[s] = 0;
+        }
+    }
+    static AM_INLINE uint32_t slot(uint32_t bin) { return (bin * 2654435761u) >> (32 - kSlotBits); }
+
+    AM_INLINE void add_run(uint32_t bin, int64_t len) {
+        const uint32_t s = slot(bin);
+        if (bin_of[s] != bin) {
+            spill(s);
+            bin_of[s] = bin;
+        }
+        count_of[s] += len;
+    }
+    AM_INLINE void add_one(uint32_t, uint32_t bin) { add_run(bin, 1); }
+    AM_INLINE void add_eight(const uint32_t* bin) {
+        for (int u = 0; u < 8; ++u) add_run(bin[u], 1);
+    }
+    AM_INLINE void note_singles() {}
+
+    void spill(uint32_t s) {
+        const int64_t c = count_of[s];
+        if (c == 0) return;
+        count_of[s] = 0;
+        const uint32_t bin = bin_of[s];
+        const int64_t add = c * mult;  // at most the input's size: fits
+        if (atomic) {
+#ifdef _OPENMP
+#pragma omp atomic update
+#endif
+            table[bin] += add;
+            if (touched != nullptr) mark_touched_shared(touched, bin);
+        } else {
+            table[bin] += add;
+            if (touched != nullptr) mark_touched(touched, bin);
+        }
+    }
+    void flush() {
+        for (uint32_t s = 0; s < static_cast<uint32_t>(kSlots); ++s) spill(s);
+    }
+};
+
+// Every (bin, length) of the runs and single pixels, in order of arrival,
+// packed as bin << 32 | length (lengths below 2^32), for sorting.
+struct PairList {
+    uint64_t* items;
+    int64_t n;
+
+    AM_INLINE void add_run(uint32_t bin, int64_t len) {
+        if (len != 0) items[n++] = uint64_t(bin) << 32 | static_cast<uint64_t>(len);
+    }
+    AM_INLINE void add_one(uint32_t, uint32_t bin) { items[n++] = uint64_t(bin) << 32 | 1; }
+    AM_INLINE void add_eight(const uint32_t* bin) {
+        for (int u = 0; u < 8; ++u) add_one(0, bin[u]);
     }
     AM_INLINE void note_singles() {}
 };
@@ -465,10 +583,11 @@ RangeFn<T, P, Sink> pick_range_fn(int isa) {
     return &count_range_portable<T, P, Sink>;
 }
 
-// Per-thread counter memory.  Kept per OS thread between calls (OpenMP
-// reuses its worker threads), all zeros whenever no call is running, so a
-// call costs no allocation and no page faults; tables too large to keep are
-// allocated for the call.  Never throws: reports failure by returning false.
+// Per-thread counter memory for private tables.  Kept per OS thread between
+// calls (OpenMP reuses its worker threads), all zeros whenever no call is
+// running, so a call costs no allocation and no page faults; never larger
+// than kPrivateTablesUpTo bins (9 MiB).  Never throws: reports failure by
+// returning false.
 struct ThreadCounters {
     std::unique_ptr<int64_t[]> runs;
     std::unique_ptr<uint8_t[]> singles;
@@ -492,12 +611,13 @@ struct ThreadCounters {
     }
 };
 
-constexpr int64_t kKeepCountersUpTo = int64_t(1) << 19;  // bins kept per thread between calls
-
 inline ThreadCounters& thread_counters() {
     thread_local ThreadCounters counters;
     return counters;
 }
+
+// Bytes of private counters per bin: int64 runs and 8-bit singles.
+constexpr int64_t kPrivateBytesPerBin = 9;
 
 }  // namespace detail
 
@@ -507,8 +627,10 @@ inline ThreadCounters& thread_counters() {
 // map of touched_words(bins) words).  `target` and `pred` point at the arrays' data; T and P are the
 // labels' unsigned storage types.  Calling it on consecutive ranges gives the
 // same table as one call, which lets a caller stop between ranges.
-// Throws std::bad_alloc (before counting anything) when memory runs out;
-// nothing escapes the parallel region.
+// Memory: threads get private counters (kept per OS thread) only within
+// private_tables(); otherwise they add to `table` itself and allocate nothing.
+// Throws std::bad_alloc (before counting anything) when memory for private
+// counters runs out; nothing escapes the parallel region.
 template <class T, class P>
 KernelResult count_pairs(const void* target, const void* pred, const Geometry& g,
                          const TargetCoding& tc, const PredCoding& pc, const KernelOptions& opt,
@@ -525,7 +647,6 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
     const char* t0 = static_cast<const char*>(target);
     const char* p0 = static_cast<const char*>(pred);
     const Coders<T, P> code(tc, pc);
-    const auto range_fn = pick_range_fn<T, P, ThreadTables>(opt.isa);
     const int64_t flush_limit = std::max<int64_t>(1, std::min<int64_t>(opt.flush_limit, int64_t(0xFFFFFFFF)));
 
     int threads = 1;
@@ -533,19 +654,29 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
     const int64_t by_size = std::max<int64_t>(1, n / std::max<int64_t>(1, opt.min_pixels_per_thread));
     threads = static_cast<int>(std::min<int64_t>(std::max(1, opt.n_threads), by_size));
 #endif
-    // Large tables are not kept between calls: allocate them here, before any thread starts.
-    const bool keep = bins <= kKeepCountersUpTo;
-    std::vector<ThreadCounters> call_counters(keep ? 0 : static_cast<size_t>(threads));
-    for (auto& c : call_counters) {
-        if (!c.ensure(bins)) throw std::bad_alloc();
-    }
-    std::vector<ThreadCounters*> counters_of(static_cast<size_t>(threads), nullptr);
+    const bool own_tables = private_tables(bins, threads, opt.private_up_to, kPrivateBytesPerBin);
+    const auto private_fn = pick_range_fn<T, P, ThreadTables>(opt.isa);
+    const auto shared_fn = pick_range_fn<T, P, SharedTable>(opt.isa);
+    std::vector<ThreadCounters*> counters_of(own_tables ? static_cast<size_t>(threads) : 0, nullptr);
     const int64_t words = touched_words(bins);
     int failed = 0;  // written only as 1, read after barriers
     int team_size = 1;
 
-    auto work = [&](int tid, int team) {
-        ThreadCounters& mine = keep ? thread_counters() : call_counters[static_cast<size_t>(tid)];
+    auto share_of = [&](int tid, int team, int64_t& first, int64_t& last) {
+        const int64_t share = n / team, extra = n % team;
+        first = begin + share * tid + std::min<int64_t>(tid, extra);
+        last = first + share + (tid < extra ? 1 : 0);
+    };
+    // Large tables: every thread adds to `table` through its own cache.
+    auto shared_work = [&](int tid, int team) {
+        SharedTable tab(table, table_touched, mult, team > 1);
+        int64_t first = 0, last = 0;
+        share_of(tid, team, first, last);
+        if (first < last) shared_fn(t0, p0, g, first, last, code, tab);
+        tab.flush();
+    };
+    auto private_work = [&](int tid, int team) {
+        ThreadCounters& mine = thread_counters();
         if (!mine.ensure(bins)) {
 #ifdef _OPENMP
 #pragma omp atomic write
@@ -565,11 +696,10 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
         any_failed = failed;
         if (!any_failed) {
             ThreadTables tab{mine.runs.get(), mine.singles.get(), mine.touched.get(), bins};
-            const int64_t share = n / team, extra = n % team;
-            const int64_t first = begin + share * tid + std::min<int64_t>(tid, extra);
-            const int64_t last = first + share + (tid < extra ? 1 : 0);
+            int64_t first = 0, last = 0;
+            share_of(tid, team, first, last);
             for (int64_t a = first; a < last; a += flush_limit) {
-                range_fn(t0, p0, g, a, std::min(last, a + flush_limit), code, tab);
+                private_fn(t0, p0, g, a, std::min(last, a + flush_limit), code, tab);
                 tab.flush();
             }
         }
@@ -599,6 +729,10 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
             for (int64_t w = w_lo; w < w_hi; ++w) map[w] = 0;
         }
     };
+    auto work = [&](int tid, int team) {
+        if (own_tables) private_work(tid, team);
+        else shared_work(tid, team);
+    };
 #ifdef _OPENMP
     if (threads > 1) {
         // The runtime may grant fewer threads than asked; shares follow the team.
@@ -617,6 +751,18 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
     res.threads = team_size > 1 ? team_size : threads;
     if (failed) throw std::bad_alloc();
     return res;
+}
+
+// Bytes one call may allocate besides its (K, K) output matrix, whatever its
+// thread count: the working table and its touched map, the private counters
+// of a team (kPrivateTablesBudget at most, only for tables that small) and the
+// small-input scratch (a bin list of kSmallInputPixels entries).  The
+// memory check before a call (python/.../core/inputs.py) counts this.
+inline int64_t call_scratch_bytes(int64_t k) {
+    const int64_t bins = table_bins(k);
+    int64_t bytes = bins * 8 + touched_words(bins) * 8 + kSmallInputPixels * 12;
+    if (bins <= kPrivateTablesUpTo) bytes += kPrivateTablesBudget;
+    return bytes;
 }
 
 // Small inputs, one thread: count all pairs of `g` into `table`, which must be
@@ -662,6 +808,63 @@ inline bool settle_small(int64_t* table, const uint32_t* touched, int64_t n_touc
         const int64_t bin = touched[j], row = bin / cols, col = bin % cols;
         if (apply && row < k && col < k) out[row * k + col] += table[bin] * multiplicity;
         table[bin] = 0;
+    }
+    invalid_target *= multiplicity;
+    invalid_pred *= multiplicity;
+    return fits || invalid_target != 0 || invalid_pred != 0;  // invalid labels are reported first
+}
+
+// Small inputs whose table is too large to keep (see kPrivateTablesUpTo),
+// one thread: the (bin, count) pairs of `g`, sorted by bin, with one entry
+// per bin (packed as bin << 32 | count) in `pairs`, which needs room for
+// g.pixels + 1 entries; g.pixels must be below 2^32.  Returns how many.
+// Costs O(pixels log pixels) and no memory of the table's size.
+template <class T, class P>
+int64_t count_pairs_sorted(const void* target, const void* pred, const Geometry& g, const TargetCoding& tc,
+                           const PredCoding& pc, int isa, uint64_t* pairs) {
+    using namespace detail;
+    const Coders<T, P> code(tc, pc);
+    PairList list{pairs, 0};
+    if (g.pixels > 0) {
+        pick_range_fn<T, P, PairList>(isa)(static_cast<const char*>(target), static_cast<const char*>(pred), g, 0,
+                                           g.pixels, code, list);
+    }
+    std::sort(pairs, pairs + list.n);
+    int64_t distinct = 0;
+    for (int64_t j = 0; j < list.n; ++j) {
+        if (distinct > 0 && (pairs[distinct - 1] >> 32) == (pairs[j] >> 32)) {
+            pairs[distinct - 1] += pairs[j] & 0xFFFFFFFFu;  // counts of one bin sum to < 2^32
+        } else {
+            pairs[distinct++] = pairs[j];
+        }
+    }
+    return distinct;
+}
+
+// settle_small for the pairs of count_pairs_sorted.
+inline bool settle_sorted(const uint64_t* pairs, int64_t n, int64_t k, int64_t multiplicity, int64_t* out,
+                          int64_t& invalid_target, int64_t& invalid_pred) {
+    const int64_t cols = table_cols(k);
+    invalid_target = 0;
+    invalid_pred = 0;
+    bool fits = true;
+    for (int64_t j = 0; j < n; ++j) {
+        const auto bin = static_cast<int64_t>(pairs[j] >> 32), count = static_cast<int64_t>(pairs[j] & 0xFFFFFFFFu);
+        const int64_t row = bin / cols, col = bin % cols;
+        if (row == k + 1) invalid_target += count;
+        else if (row < k && col == k) invalid_pred += count;
+        else if (row < k && out != nullptr) {
+            int64_t add = 0, sum = 0;
+            fits = fits && !__builtin_mul_overflow(count, multiplicity, &add) &&
+                   !__builtin_add_overflow(out[row * k + col], add, &sum);
+        }
+    }
+    if (out != nullptr && fits && invalid_target == 0 && invalid_pred == 0) {
+        for (int64_t j = 0; j < n; ++j) {
+            const auto bin = static_cast<int64_t>(pairs[j] >> 32), count = static_cast<int64_t>(pairs[j] & 0xFFFFFFFFu);
+            const int64_t row = bin / cols, col = bin % cols;
+            if (row < k && col < k) out[row * k + col] += count * multiplicity;
+        }
     }
     invalid_target *= multiplicity;
     invalid_pred *= multiplicity;
@@ -714,6 +917,26 @@ inline void invalid_counts(const int64_t* table, int64_t k, int64_t& invalid_tar
     invalid_pred = 0;
     for (int64_t c = 0; c < cols; ++c) invalid_target += table[(k + 1) * cols + c];
     for (int64_t r = 0; r < k; ++r) invalid_pred += table[r * cols + k];
+}
+
+// invalid_counts over the touched blocks only (the rest of the table is
+// zero): reads no page of a large table that the call did not write.
+inline void invalid_counts_touched(const int64_t* table, const uint64_t* touched, int64_t k, int64_t& invalid_target,
+                                   int64_t& invalid_pred) {
+    const int64_t cols = table_cols(k), bins = table_bins(k);
+    invalid_target = 0;
+    invalid_pred = 0;
+    for_each_touched_block(touched, bins, 0, touched_words(bins), [&](int64_t b0, int64_t b1) {
+        int64_t row = b0 / cols, col = b0 % cols;
+        for (int64_t b = b0; b < b1; ++b) {
+            if (row == k + 1) invalid_target += table[b];
+            else if (row < k && col == k) invalid_pred += table[b];
+            if (++col == cols) {
+                col = 0;
+                ++row;
+            }
+        }
+    });
 }
 
 inline void add_class_counts(const int64_t* table, int64_t k, int64_t* out) {

@@ -1,9 +1,11 @@
 // Self-check of the C++ kernel without Python, for every SIMD path this CPU
-// (or emulator) has: count_pairs and count_pairs_small against a plain loop
-// over the pixels, and each change-mask policy against a plain loop too.
+// (or emulator) has: count_pairs (private per-thread tables and one shared
+// table), count_pairs_small and count_pairs_sorted against a plain loop over
+// the pixels, and each change-mask policy against a plain loop too.
 // Built and run by tests/test_native.py, natively and, where a cross
 // compiler and qemu are installed, for 64-bit Arm (the NEON path).
 // Prints what it checked; exits 1 on the first disagreement.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <random>
@@ -96,23 +98,48 @@ void check_counts(const char* name, int64_t k, int64_t n, bool has_ignore, int64
     const int64_t bins = am::table_bins(k);
     for (int isa : {0, 1, 2}) {
         for (int threads : {1, 3}) {
-            for (int64_t flush : {int64_t(1) << 31, int64_t(777)}) {
-                std::vector<int64_t> table(static_cast<size_t>(bins), 0);
-                std::vector<uint64_t> touched(static_cast<size_t>(am::touched_words(bins)), 0);
-                am::KernelOptions opt;
-                opt.isa = isa;
-                opt.n_threads = threads;
-                opt.min_pixels_per_thread = 1;
-                opt.flush_limit = flush;
-                am::count_pairs<UT, UP>(t.data(), p.data(), g, tc, pc, opt, table.data(), touched.data());
-                expect(table == expected, std::string(name) + " count_pairs k=" + std::to_string(k) + " isa=" +
-                                              std::to_string(isa) + " threads=" + std::to_string(threads));
+            // private_up_to 0: the team shares one table (the path of K > 722).
+            for (int64_t private_up_to : {am::kPrivateTablesUpTo, int64_t(0)}) {
+                for (int64_t flush : {int64_t(1) << 31, int64_t(777)}) {
+                    std::vector<int64_t> table(static_cast<size_t>(bins), 0);
+                    std::vector<uint64_t> touched(static_cast<size_t>(am::touched_words(bins)), 0);
+                    am::KernelOptions opt;
+                    opt.isa = isa;
+                    opt.n_threads = threads;
+                    opt.min_pixels_per_thread = 1;
+                    opt.flush_limit = flush;
+                    opt.private_up_to = private_up_to;
+                    // Two ranges, as the binding's chunks: the second adds to the first.
+                    am::count_pairs<UT, UP>(t.data(), p.data(), g, tc, pc, opt, table.data(), touched.data(), 0, n / 3);
+                    am::count_pairs<UT, UP>(t.data(), p.data(), g, tc, pc, opt, table.data(), touched.data(), n / 3);
+                    int64_t bad_t = 0, bad_p = 0, want_t = 0, want_p = 0;
+                    am::invalid_counts_touched(table.data(), touched.data(), k, bad_t, bad_p);
+                    am::invalid_counts(expected.data(), k, want_t, want_p);
+                    const std::string what = std::string(name) + " count_pairs k=" + std::to_string(k) + " isa=" +
+                                             std::to_string(isa) + " threads=" + std::to_string(threads) +
+                                             " private_up_to=" + std::to_string(private_up_to);
+                    expect(table == expected, what);
+                    expect(bad_t == want_t && bad_p == want_p, what + " invalid_counts_touched");
+                    am::clear_touched(table.data(), touched.data(), k);  // the touched map covers every count
+                    expect(std::all_of(table.begin(), table.end(), [](int64_t c) { return c == 0; }),
+                           what + " touched map");
+                    if (private_up_to == 0) break;  // no 8-bit counters to flush
+                }
             }
         }
         std::vector<int64_t> small(static_cast<size_t>(bins), 0);
         std::vector<uint32_t> list(static_cast<size_t>(n + 1));
         const int64_t touched = am::count_pairs_small<UT, UP>(t.data(), p.data(), g, tc, pc, isa, small.data(), list.data());
         expect(small == expected && touched <= n + 1, std::string(name) + " count_pairs_small isa=" + std::to_string(isa));
+        std::vector<uint64_t> pairs(static_cast<size_t>(n + 1));
+        const int64_t distinct = am::count_pairs_sorted<UT, UP>(t.data(), p.data(), g, tc, pc, isa, pairs.data());
+        std::vector<int64_t> from_pairs(static_cast<size_t>(bins), 0);
+        bool sorted = true;
+        for (int64_t j = 0; j < distinct; ++j) {
+            sorted = sorted && (j == 0 || (pairs[size_t(j - 1)] >> 32) < (pairs[size_t(j)] >> 32));
+            from_pairs[static_cast<size_t>(pairs[size_t(j)] >> 32)] += static_cast<int64_t>(pairs[size_t(j)] & 0xFFFFFFFFu);
+        }
+        expect(sorted && from_pairs == expected, std::string(name) + " count_pairs_sorted isa=" + std::to_string(isa));
     }
 }
 
@@ -144,7 +171,8 @@ void check_masks(const char* name) {
 int main() {
     const int64_t sizes[] = {1, 63, 64, 65, 1000, 70001};
     for (int64_t n : sizes) {
-        for (int64_t k : {1, 3, 150, 255, 300}) {
+        for (int64_t k : {1, 3, 150, 255, 300, 1000}) {
+            if (k == 1000 && n > 1000) continue;  // the shared path of large K, on short inputs (8 MB tables)
             check_counts<uint8_t, uint8_t>("u8/u8", k, n, true, 255);
             check_counts<uint8_t, uint8_t>("u8/u8 no ignore", k, n, false, 255);
             check_counts<uint8_t, uint8_t>("u8/u8 ignore inside", k, n, true, 0);

@@ -20,6 +20,8 @@ def accumulate(
     flush_limit: int = ...,
     isa: int = -1,
     chunk_pixels: int = ...,
+    private_up_to: int = ...,
+    keep_up_to: int = ...,
 ) -> tuple[int, int, int]:
     """Add the (target, pred) histogram to out unless a label is invalid; returns (invalid_target, invalid_pred, threads_used)."""
 
@@ -39,6 +41,7 @@ def accumulate_argmax(
     tile: int = ...,
     isa: int = -1,
     chunk_pixels: int = ...,
+    private_up_to: int = ...,
 ) -> tuple[int, int, int]:
     """Add the (target, argmax of scores over axis) histogram to out unless a label is invalid.
 
@@ -52,6 +55,9 @@ def confusion_matrix_small(
     ignore_index: int | None,
 ) -> npt.NDArray[np.int64] | None:
     """A new (K, K) matrix for a small map, or None where accumulate must run (see module.cpp)."""
+
+def call_scratch_bytes(num_classes: int) -> int:
+    """Bytes one accumulate or accumulate_argmax call may allocate besides its (K, K) output."""
 
 def add_counts(out: npt.NDArray[np.int64], other: npt.NDArray[np.int64]) -> None: ...
 def openmp_enabled() -> bool: ...

@@ -27,6 +27,8 @@ import sys
 
 import numpy as np
 
+from . import _core
+
 MAX_CLASSES = 65534
 
 
@@ -202,14 +204,15 @@ def check_num_classes(num_classes) -> int:
 
 
 def matrix_bytes(k: int) -> int:
-    """Memory one update with k classes needs at least: the K x K int64 matrix,
-    the kernel's (K+2) x (K+1) int64 working table and one thread's int64 and 8-bit counters."""
-    bins = (k + 2) * (k + 1)
-    return k * k * 8 + bins * 8 + bins * 9
+    """Memory an accumulator of k classes and one update may need at most, on any number of threads:
+    the K x K int64 matrix and what the kernel allocates for a call (its working table, and
+    per-thread counters only for tables small enough to copy: see confusion.hpp call_scratch_bytes)."""
+    return k * k * 8 + int(_core.call_scratch_bytes(k))
 
 
 def memory_limit() -> int | None:
-    """Bytes of memory this process can have: physical memory, capped by a cgroup limit."""
+    """Bytes of memory this process can have: physical memory, capped by a cgroup limit and
+    by what is left under an address-space or data limit (``ulimit -v`` / ``-d``)."""
     limit = None
     try:
         limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -222,7 +225,44 @@ def memory_limit() -> int | None:
         except (OSError, ValueError):  # absent, or "max"
             continue
         limit = value if limit is None else min(limit, value)
+    left = _rlimit_left()
+    if left is not None:
+        limit = left if limit is None else min(limit, left)
     return limit if limit and limit > 0 else None
+
+
+def _rlimit_left() -> int | None:
+    # Every allocation counts against RLIMIT_AS (virtual size) and, on Linux,
+    # RLIMIT_DATA (private writable memory, VmData); what is left is the limit
+    # less what the process already has, read from /proc.
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return None
+    left = None
+    for name, field in (("RLIMIT_AS", "VmSize"), ("RLIMIT_DATA", "VmData")):
+        which = getattr(resource, name, None)
+        if which is None:
+            continue
+        soft = resource.getrlimit(which)[0]
+        if soft == resource.RLIM_INFINITY or soft < 0:
+            continue
+        used = _proc_status_bytes(field)
+        if used is None:
+            continue
+        left = soft - used if left is None else min(left, soft - used)
+    return None if left is None else max(left, 1)
+
+
+def _proc_status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024  # "VmSize:  123 kB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def check_matrix_memory(k: int) -> None:

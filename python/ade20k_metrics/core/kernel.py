@@ -30,12 +30,16 @@ _KERNEL_OPTIONS: dict[str, int] = {}
 
 
 def kernel_options(**options: int):
-    """Temporarily override kernel tuning: min_pixels_per_thread, direct_below, flush_limit, isa, chunk_pixels.
+    """Temporarily override kernel tuning: min_pixels_per_thread, direct_below, flush_limit, isa, chunk_pixels,
+    private_up_to, keep_up_to.
 
     For tests and benchmarks (forcing the parallel path, frequent counter
-    flushes, the portable code); results never depend on these.
+    flushes, the portable code; with private_up_to=0 and keep_up_to=0 the
+    paths of large K on a small one: the shared table, a working table for the
+    call only, the sorted small-input count); results never depend on these.
     """
-    allowed = {"min_pixels_per_thread", "direct_below", "flush_limit", "isa", "chunk_pixels"}
+    allowed = {"min_pixels_per_thread", "direct_below", "flush_limit", "isa", "chunk_pixels", "private_up_to",
+               "keep_up_to"}
     return override_options(_KERNEL_OPTIONS, allowed, "kernel", options)
 
 

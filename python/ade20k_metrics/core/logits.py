@@ -20,8 +20,8 @@ _ARGMAX_OPTIONS: dict[str, int] = {}
 
 
 def argmax_options(**options: int):
-    """Temporarily override tile, min_scores_per_thread, isa or chunk_pixels (tests, benchmarks)."""
-    return override_options(_ARGMAX_OPTIONS, {"tile", "min_scores_per_thread", "isa", "chunk_pixels"},
+    """Temporarily override tile, min_scores_per_thread, isa, chunk_pixels or private_up_to (tests, benchmarks)."""
+    return override_options(_ARGMAX_OPTIONS, {"tile", "min_scores_per_thread", "isa", "chunk_pixels", "private_up_to"},
                             "argmax", options)
 
 
