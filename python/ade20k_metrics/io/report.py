@@ -3,18 +3,23 @@
 Everything here reads a confusion matrix and its ``Metrics``; nothing is
 counted again.  Files are written atomically: into a temporary file in the
 target's folder, then renamed over the target, so a reader (or a crash)
-never sees half a report.
+never sees half a report; ``OutputSet`` does that for all the files of a run
+at once, so that a run leaves all of them or none.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import math
 import os
 import platform
+import secrets
+import signal
 import sys
-import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,40 +190,208 @@ def report_dict(matrix: np.ndarray, metrics, classes: ClassInfo, env: dict) -> d
     })
 
 
-# -- writing files ----------------------------------------------------------------------------------
+# -- names and writing files --------------------------------------------------------------------
+
+def printable(text) -> str:
+    """``text`` (a str, bytes or path) as one line that prints and encodes as UTF-8 anywhere.
+
+    A file name may hold bytes that are not UTF-8 (Python carries them as lone
+    surrogates, which neither a UTF-8 terminal nor a JSON reader accepts) and
+    control characters (a newline, a terminal escape).  Those become
+    ``\\xNN`` / ``\\uNNNN`` escapes; everything else, non-ASCII letters
+    included, is unchanged.  For messages and reports; never for opening files.
+    """
+    if isinstance(text, os.PathLike):
+        text = os.fspath(text)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, as os.fsdecode carries it
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+_TEMPORARY_PREFIX = ".tmp-"
+
+
+def _create_temporary(path: str) -> str:
+    """Create an empty, new file beside ``path`` (hidden, same suffix) and return its name.
+
+    Opened with mode 0666 so that the process's umask gives the file the
+    permissions any new file gets (mkstemp's 0600 would need the umask read,
+    and reading it means setting it, which races with other threads).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    suffix = os.path.splitext(path)[1]
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f"{_TEMPORARY_PREFIX}{secrets.token_hex(6)}{suffix}")
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", directory)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    On any error the temporary file is removed and ``path`` is untouched.
+    On any error (KeyboardInterrupt included) the temporary file is removed
+    and ``path`` is untouched.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=directory)
+    with _signals_held():  # no Ctrl-C between creating the temporary and owning its removal
+        tmp = _create_temporary(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _remove_quietly(tmp)
         raise
-
-
-def _umask() -> int:
-    # mkstemp creates 0600 files; reports should get the usual permissions instead.
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+class OutputError(Exception):
+    """An output file that cannot be written; the message names it as the user gave it."""
+
+
+@dataclass
+class _Output:
+    option: str   # how the user named it, e.g. "--json"
+    path: str     # as the user gave it
+    target: str   # what is replaced at the end: ``path``, or the file a symbolic link there points to
+    temporary: str
+
+
+class OutputSet:
+    """The files one run writes: all of them or none of them.
+
+    ``add(option, path)`` creates an empty temporary file beside ``path`` at
+    once, so that an output which cannot be written fails before any work,
+    naming the path as given.  ``write(path, writer)`` has ``writer`` fill that
+    temporary (``writer(temporary_path)``); ``commit()`` renames every
+    temporary over its target, with Ctrl-C (and any other Python-level
+    SIGINT/SIGTERM handler) held back until the last rename is done.  Used as
+    a context manager: leaving it without ``commit()`` -- an error, a
+    KeyboardInterrupt -- removes every temporary and leaves every target as
+    it was.
+    """
+
+    def __init__(self) -> None:
+        self._outputs: list[_Output] = []
+        self.committed = False
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.committed:
+            self.discard()
+
+    def add(self, option: str, path: str | os.PathLike) -> None:
+        path = os.fspath(path)
+        # Replacing a symbolic link would cut it; replace the file it points to instead.
+        target = os.path.realpath(path) if os.path.islink(path) else path
+        with _signals_held():  # the temporary is listed (to be removed) as soon as it exists
+            try:
+                temporary = _create_temporary(target)
+            except OSError as e:
+                folder = printable(os.path.dirname(os.path.abspath(target)))
+                raise OutputError(f"{option} {printable(path)}: cannot be written (creating a file in {folder}: "
+                                  f"{e.strerror or e})") from None
+            self._outputs.append(_Output(option, path, target, temporary))
+
+    def _find(self, path) -> _Output:
+        path = os.fspath(path)
+        for out in self._outputs:
+            if out.path == path:
+                return out
+        raise KeyError(path)
+
+    def write(self, path, writer: Callable[[str], None]) -> None:
+        """Fill the temporary of ``path`` (added before) with ``writer(temporary_path)``."""
+        out = self._find(path)
+        try:
+            writer(out.temporary)
+        except OSError as e:
+            raise OutputError(f"{out.option} {printable(out.path)}: cannot be written ({e.strerror or e})") from None
+
+    def commit(self) -> None:
+        """Rename every temporary over its target (all written before this is called)."""
+        with _signals_held():
+            done = []
+            for out in self._outputs:
+                try:
+                    os.replace(out.temporary, out.target)
+                except OSError as e:
+                    self.committed = True  # what is renamed stays; the rest is removed below
+                    for rest in self._outputs[len(done):]:
+                        _remove_quietly(rest.temporary)
+                    written = ", ".join(f"{o.option} {printable(o.path)}" for o in done) or "none"
+                    raise OutputError(f"{out.option} {printable(out.path)}: cannot be written ({e.strerror or e}); "
+                                      f"outputs already replaced: {written}") from None
+                done.append(out)
+            self.committed = True
+
+    def discard(self) -> None:
+        for out in self._outputs:
+            _remove_quietly(out.temporary)
+        self._outputs = []
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold back SIGINT and SIGTERM where Python handles them; deliver them when the block ends.
+
+    Only the main thread can set handlers; elsewhere the block runs as it is.
+    Signals left to the operating system (SIG_DFL, SIG_IGN) are not touched.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
+        if sig is None:
+            continue
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            previous[sig] = handler
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in caught:
+            previous[signum](signum, None)
 
 
 def write_json(path, document: dict) -> None:
