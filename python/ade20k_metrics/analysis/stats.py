@@ -1,9 +1,9 @@
 """Per-image statistics: per-image IoU, worst images, bootstrap intervals, paired comparisons.
 
-``ImageStats`` keeps, for every image, the per-class true-positive,
-false-positive and false-negative counts (3 x K integers, not the K x K
-matrix), taken from the same kernel pass that builds the dataset's confusion
-matrix.  From them:
+``ImageStats`` keeps, for every image, the true-positive, false-positive and
+false-negative counts of the classes present in it (O(classes present) per
+image, see records.py), taken from the same kernel pass that adds the image
+to the dataset's confusion matrix.  From them:
 
 * per-image IoU and mIoU.  Averaging per image is a *different metric* from
   the dataset mIoU (which sums every image's counts first); it is offered only
@@ -14,23 +14,37 @@ matrix.  From them:
 * a bootstrap confidence interval of the dataset mIoU: resample images with
   replacement, sum their counts, recompute mIoU (percentile interval);
 * a paired comparison of two prediction sets on the same images: the same
-  resamples for both, giving an interval for the mIoU difference.
+  resamples for both, giving an interval for the mIoU difference, and a
+  two-sided paired randomization test's p-value (see significance.py for
+  the method and why it was chosen).
+
+It is an accumulator like ``ConfusionMatrix``: ``merge``, ``+``,
+``state_dict``/``from_state_dict``, ``save``/``load`` and ``sync`` over
+torch.distributed, keeping every image's counts, name and dataset index.
 """
 from __future__ import annotations
 
 import numbers
+import os
+import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core import _core
-from ..core.confusion import ConfusionMatrix
-from ..metrics.compute import Metrics, _nanmean, check_convention, compute_metrics, miou_from_counts, per_class_iou
+from ..core.confusion import ConfusionMatrix, _NpzFields
+from ..core.inputs import as_int, as_labels, check_pair
+from ..core.kernel import _KERNEL_OPTIONS, _raise_invalid
+from ..core.threads import kernel_threads
+from ..metrics.compute import Metrics, _nanmean, check_convention, compute_metrics, per_class_iou
+from . import records as rec
+from .significance import (bootstrap_miou_samples, check_confidence, check_resampling, left_out_class,
+                           paired_resampling, percentile_interval)
 
-# Bootstrap resamples are drawn in blocks so the (resamples x images) weight
-# matrix stays small however many of each are asked for.
-_BLOCK_ELEMENTS = 1 << 22
+FORMAT = "ade20k_metrics.ImageStats"
+DEFAULT_PERMUTATIONS = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,10 +65,12 @@ class ConfidenceInterval:
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """mIoU of A minus mIoU of B on the same images, with a paired bootstrap interval.
+    """mIoU of A minus mIoU of B on the same images, with a paired bootstrap interval and a p-value.
 
     ``share_not_better`` is the share of resamples in which A's mIoU was not
-    above B's: near 0 means A's lead holds up under resampling of images.
+    above B's.  ``p_value`` is the two-sided paired randomization (swap)
+    test of "A and B do equally well" over ``n_permutations`` permutations
+    (see ade20k_metrics.analysis.significance).
     """
 
     miou_a: float
@@ -66,36 +82,23 @@ class PairedComparison:
     n_resamples: int
     share_not_better: float
     convention: str
+    p_value: float = float("nan")
+    n_permutations: int = 0
 
     def __str__(self) -> str:
         return (f"mIoU A {self.miou_a:.4f} - B {self.miou_b:.4f} = {self.difference:+.4f} "
                 f"[{self.low:+.4f}, {self.high:+.4f}] ({100 * self.confidence:g}% paired bootstrap CI, "
                 f"{self.n_resamples} resamples, {self.convention}); A not better in "
-                f"{100 * self.share_not_better:.1f}% of resamples")
+                f"{100 * self.share_not_better:.1f}% of resamples; p = {self.p_value:.4g} "
+                f"(two-sided paired randomization test, {self.n_permutations} permutations)")
 
 
-def _check_resampling(n_resamples, confidence) -> tuple[int, float]:
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, numbers.Integral):
-        raise TypeError(f"n_resamples must be an int, got {type(n_resamples).__name__}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be at least 1, got {n_resamples}")
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
-        raise TypeError(f"confidence must be a float in (0, 1), got {type(confidence).__name__}")
-    if not 0 < float(confidence) < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    return int(n_resamples), float(confidence)
-
-
-def _resample_counts(n_images: int, n_resamples: int, rng: np.random.Generator):
-    """Yield blocks of (resamples x images) multiplicities: how often each image was drawn."""
-    per_block = max(1, _BLOCK_ELEMENTS // max(n_images, 1))
-    done = 0
-    while done < n_resamples:
-        b = min(per_block, n_resamples - done)
-        drawn = rng.integers(0, n_images, size=(b, n_images))
-        offsets = (np.arange(b) * n_images)[:, None]
-        yield np.bincount((drawn + offsets).ravel(), minlength=b * n_images).reshape(b, n_images)
-        done += b
+def _check_seed(seed):
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.SeedSequence)):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise TypeError(f"seed must be None, an int >= 0 or a numpy Generator, got {seed!r}")
+    return int(seed)
 
 
 class ImageStats:
@@ -104,50 +107,103 @@ class ImageStats:
     Same settings as ``ConfusionMatrix`` (``reduce_zero_label`` and
     ``label_map`` included).  ``update(pred, target)`` adds ONE image (any
     shape); ``update_batch`` adds a batch whose first axis indexes images.
+    Both are all-or-nothing: if they raise, nothing was added.
     """
 
     def __init__(self, num_classes: int, *, ignore_index: int | None = 255, reduce_zero_label: bool = False,
                  label_map: Mapping[int, int] | None = None, n_threads: int | None = None):
-        # One scratch accumulator per instance: reset, count one image, read its matrix.
-        self._scratch = ConfusionMatrix(num_classes, ignore_index=ignore_index, reduce_zero_label=reduce_zero_label,
-                                        label_map=label_map, n_threads=n_threads)
-        self.num_classes = self._scratch.num_classes
-        self._matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
-        self._tp: list[np.ndarray] = []
-        self._fp: list[np.ndarray] = []
-        self._fn: list[np.ndarray] = []
+        # Holds the checked settings and the target lookup tables; never counts.
+        self._settings_holder = ConfusionMatrix(num_classes, ignore_index=ignore_index,
+                                                reduce_zero_label=reduce_zero_label, label_map=label_map,
+                                                n_threads=n_threads)
+        self.num_classes = self._settings_holder.num_classes
+        # The dataset matrix is the holder's own, so compute() is exactly ConfusionMatrix.compute.
+        self._matrix = self._settings_holder._matrix
+        self._records: list[np.ndarray] = []
         self.names: list = []
+        self._indices: list[int | None] = []
+        self._cells: dict[int, np.ndarray] = {}  # image position -> its sparse matrix (indexed images only)
+        self._synced = False
+
+    # -- settings -----------------------------------------------------------
+    @property
+    def ignore_index(self) -> int | None:
+        return self._settings_holder.ignore_index
+
+    @property
+    def reduce_zero_label(self) -> bool:
+        return self._settings_holder.reduce_zero_label
+
+    @property
+    def label_map(self) -> dict[int, int] | None:
+        return self._settings_holder.label_map
+
+    @property
+    def n_threads(self) -> int | None:
+        return self._settings_holder.n_threads
+
+    def _settings(self) -> tuple:
+        return self._settings_holder._settings()
 
     # -- accumulation -------------------------------------------------------
-    def update(self, pred, target, *, name=None) -> ImageStats:
-        """Add one image; ``name`` (e.g. its file name) labels it in reports. Returns self."""
-        self._scratch.reset()
-        self._scratch.update(pred, target)  # raises before anything here changes
-        m = self._scratch.matrix
-        # The checked add (OverflowError, nothing added) before anything is kept;
-        # one image's sums fit int64 (it has fewer than 2**63 pixels).
-        _core.add_counts(self._matrix, m)
-        tp = np.diag(m).copy()
-        self._tp.append(tp)
-        self._fp.append(m.sum(axis=0) - tp)
-        self._fn.append(m.sum(axis=1) - tp)
-        self.names.append(len(self.names) if name is None else name)
+    def update(self, pred, target, *, name=None, index: int | None = None) -> ImageStats:
+        """Add one image; returns self.
+
+        ``name`` (e.g. its file name) labels it in reports (default: its
+        position).  ``index``: its dataset index, for ``sync(dataset_size=...)``
+        to drop the samples DistributedSampler repeats; an indexed image also
+        keeps its sparse matrix until ``sync``.
+        """
+        p = as_labels(pred, "pred")
+        t = as_labels(target, "target")
+        check_pair(p, t)
+        if index is not None:
+            index = as_int(index, "index", "an int or None")
+            if index < 0:
+                raise ValueError(f"index must be >= 0, got {index}")
+        holder = self._settings_holder
+        t, ignore_index, lookup = holder._kernel_target(t)  # as ConfusionMatrix counts it
+        lut, lut_lo, reduce_zero_label, _ = lookup if lookup is not None else (None, 0, False, None)
+        bad_target, bad_pred, record, cells = _core.accumulate_image(
+            t, p, self._matrix, self.num_classes, ignore_index, lut, lut_lo, reduce_zero_label,
+            index is not None, kernel_threads(holder._threads), **_KERNEL_OPTIONS)
+        if bad_target or bad_pred:
+            _raise_invalid(p, t, self.num_classes, ignore_index, bad_target, bad_pred, lookup)
+        record.flags.writeable = False
+        if cells is not None:
+            cells.flags.writeable = False
+            self._cells[len(self._records)] = cells
+        self.names.append(len(self._records) if name is None else name)
+        self._records.append(record)
+        self._indices.append(index)
         return self
 
-    def update_batch(self, preds, targets, *, names=None) -> ImageStats:
-        """Add a batch of images: ``preds[i]``, ``targets[i]`` is image i. Returns self."""
+    def update_batch(self, preds, targets, *, names=None, indices=None) -> ImageStats:
+        """Add a batch of images: ``preds[i]``, ``targets[i]`` is image i. Returns self.
+
+        All-or-nothing: the batch is counted into a new accumulator first and
+        merged only when every image was counted.
+        """
         preds, targets = np.asarray(preds), np.asarray(targets)
         if preds.shape != targets.shape or preds.ndim < 1:
             raise ValueError(f"preds and targets must have the same shape (N, ...), got {preds.shape} "
                              f"and {targets.shape}")
-        if names is not None and len(names) != preds.shape[0]:
-            raise ValueError(f"names has {len(names)} entries for {preds.shape[0]} images")
-        for i in range(preds.shape[0]):
-            self.update(preds[i], targets[i], name=None if names is None else names[i])
-        return self
+        n = preds.shape[0]
+        if names is not None and len(names) != n:
+            raise ValueError(f"names has {len(names)} entries for {n} images")
+        if indices is not None:
+            if hasattr(indices, "tolist"):
+                indices = indices.tolist()
+            if len(indices) != n:
+                raise ValueError(f"indices has {len(indices)} entries for {n} images")
+        batch = self._empty_like()
+        for i in range(n):
+            batch.update(preds[i], targets[i], name=len(self) + i if names is None else names[i],
+                         index=None if indices is None else indices[i])
+        return self.merge(batch)
 
     def __len__(self) -> int:
-        return len(self._tp)
+        return len(self._records)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -156,16 +212,244 @@ class ImageStats:
         view.flags.writeable = False
         return view
 
+    @property
+    def total(self) -> int:
+        """Pixels counted so far (all images)."""
+        return self._settings_holder.total
+
+    @property
+    def indices(self) -> list[int | None]:
+        """Each image's dataset index (None where none was given)."""
+        return list(self._indices)
+
+    def records(self) -> list[np.ndarray]:
+        """Each image's read-only (4, n) int64 record: rows class, tp, fp, fn over its n classes present."""
+        return list(self._records)
+
     def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-image (tp, fp, fn), each (N, K) int64."""
-        if not self._tp:
-            empty = np.zeros((0, self.num_classes), dtype=np.int64)
-            return empty, empty.copy(), empty.copy()
-        return np.stack(self._tp), np.stack(self._fp), np.stack(self._fn)
+        return rec.dense(self._records, self.num_classes)
 
-    def compute(self, convention: str = "mmseg", beta: float = 1.0) -> Metrics:
-        """Dataset-level metrics (the sum over images), as ``ConfusionMatrix.compute``."""
-        return compute_metrics(self._matrix, convention=convention, beta=beta)
+    def pixels(self) -> np.ndarray:
+        """(N,) evaluated (non-ignored) pixels of each image."""
+        return np.fromiter((int(r[rec.TP].sum() + r[rec.FN].sum()) for r in self._records), dtype=np.int64,
+                           count=len(self._records))
+
+    def compute(self, convention: str = "mmseg", beta: float = 1.0, **options) -> Metrics:
+        """Dataset-level metrics (the sum over images): ``ConfusionMatrix.compute`` of the same matrix."""
+        return self._settings_holder.compute(convention, beta, **options)
+
+    def reset(self) -> ImageStats:
+        self._matrix[...] = 0
+        self._records.clear()
+        self.names.clear()
+        self._indices.clear()
+        self._cells.clear()
+        self._synced = False
+        return self
+
+    # -- combining ----------------------------------------------------------
+    def _empty_like(self) -> ImageStats:
+        return ImageStats(self.num_classes, ignore_index=self.ignore_index, reduce_zero_label=self.reduce_zero_label,
+                          label_map=self.label_map, n_threads=self.n_threads)
+
+    def merge(self, other: ImageStats) -> ImageStats:
+        """Append another accumulator's images after this one's (same settings); returns self."""
+        if not isinstance(other, ImageStats):
+            raise TypeError(f"can only merge an ImageStats, got {type(other).__name__}")
+        if other._settings() != self._settings():
+            raise ValueError(
+                "cannot merge accumulators with different settings: "
+                f"{self._settings()} vs {other._settings()} (num_classes, ignore_index, reduce_zero_label, label_map)")
+        if other is self:
+            other = self.copy()
+        _core.add_counts(self._matrix, other._matrix)  # OverflowError leaves everything as it was
+        start = len(self._records)
+        self._records.extend(other._records)
+        self.names.extend(other.names)
+        self._indices.extend(other._indices)
+        self._cells.update({start + i: cells for i, cells in other._cells.items()})
+        return self
+
+    def __add__(self, other: ImageStats) -> ImageStats:
+        if not isinstance(other, ImageStats):
+            return NotImplemented
+        return self.copy().merge(other)
+
+    def __iadd__(self, other: ImageStats) -> ImageStats:
+        if not isinstance(other, ImageStats):
+            return NotImplemented
+        return self.merge(other)
+
+    def copy(self) -> ImageStats:
+        new = self._empty_like()
+        new._matrix[...] = self._matrix
+        new._records = list(self._records)  # records are read-only arrays: sharing them is safe
+        new.names = list(self.names)
+        new._indices = list(self._indices)
+        new._cells = dict(self._cells)
+        new._synced = self._synced
+        return new
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, ImageStats):
+            return NotImplemented
+        return (self._settings() == other._settings() and self.names == other.names
+                and self._indices == other._indices and np.array_equal(self._matrix, other._matrix)
+                and len(self._records) == len(other._records)
+                and all(np.array_equal(a, b) for a, b in zip(self._records, other._records))
+                and self._cells.keys() == other._cells.keys()
+                and all(np.array_equal(c, other._cells[i]) for i, c in self._cells.items()))
+
+    __hash__ = None  # mutable
+
+    def __repr__(self) -> str:
+        return (f"ImageStats(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
+                f"reduce_zero_label={self.reduce_zero_label}, images={len(self)}, pixels={int(self._matrix.sum())})")
+
+    # -- state --------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to rebuild this accumulator exactly (plain types and int64 arrays)."""
+        offsets, flat = rec.pack(self._records)
+        cell_images = sorted(self._cells)
+        cell_offsets, cells = rec.pack([self._cells[i] for i in cell_images], rows=2)
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+            "reduce_zero_label": self.reduce_zero_label,
+            "label_map": None if self.label_map is None else dict(self.label_map),
+            "matrix": self._matrix.copy(),
+            "names": list(self.names),
+            "indices": list(self._indices),
+            "offsets": offsets,
+            "records": flat,
+            "cell_images": np.array(cell_images, dtype=np.int64),
+            "cell_offsets": cell_offsets,
+            "cells": cells,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping, *, n_threads: int | None = None) -> ImageStats:
+        """Rebuild from ``state_dict()``; every part is checked against the others (ValueError/TypeError)."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping, got {type(state).__name__}")
+        required = {"num_classes", "ignore_index", "reduce_zero_label", "label_map", "matrix", "names", "offsets",
+                    "records"}
+        missing = required - set(state)
+        if missing:
+            raise ValueError(f"state is missing {sorted(missing)}")
+        if state.get("format", FORMAT) != FORMAT:
+            raise ValueError(f"not an ImageStats state (format {state.get('format')!r})")
+        if state.get("version", 1) != 1:
+            raise ValueError(f"unsupported state version {state.get('version')!r}")
+        # The settings and the matrix are checked as ConfusionMatrix checks its own.
+        cm = ConfusionMatrix.from_state_dict({k: state[k] for k in ("num_classes", "ignore_index",
+                                              "reduce_zero_label", "label_map", "matrix")}, n_threads=n_threads)
+        stats = cls(cm.num_classes, ignore_index=cm.ignore_index, reduce_zero_label=cm.reduce_zero_label,
+                    label_map=cm.label_map, n_threads=n_threads)
+        names = list(state["names"])
+        records = rec.unpack(state["offsets"], state["records"], len(names), stats.num_classes, cm._matrix)
+        indices = rec.check_indices(state.get("indices", [None] * len(names)), len(names))
+        empty = np.zeros(0, dtype=np.int64)
+        cells = rec.unpack_cells(state.get("cell_images", empty), state.get("cell_offsets", np.zeros(1, np.int64)),
+                                 state.get("cells", np.zeros((2, 0), np.int64)), records, indices, stats.num_classes)
+        stats._matrix[...] = cm._matrix
+        stats._records, stats.names, stats._indices, stats._cells = records, names, indices, cells
+        return stats
+
+    def save(self, path) -> None:
+        """Write the state to an .npz file atomically (a temporary file, then a rename).
+
+        Names must be str or int (they are stored without pickle).
+        """
+        path = os.fspath(path)
+        state = self.state_dict()
+        names, name_is_int = _encode_names(state["names"])
+        label_map = state["label_map"] or {}
+        arrays = dict(
+            format=np.array(FORMAT), version=np.int64(1), num_classes=np.int64(self.num_classes),
+            ignore_index=np.array([] if self.ignore_index is None else [self.ignore_index], np.int64),
+            reduce_zero_label=np.bool_(self.reduce_zero_label),
+            label_map=np.array(sorted(label_map.items()), dtype=np.int64).reshape(-1, 2),
+            matrix=state["matrix"], names=names, name_is_int=name_is_int,
+            indices=np.array([-1 if i is None else i for i in state["indices"]], dtype=np.int64),
+            offsets=state["offsets"], records=state["records"], cell_images=state["cell_images"],
+            cell_offsets=state["cell_offsets"], cells=state["cells"])
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path, *, n_threads: int | None = None) -> ImageStats:
+        """Read a file written by ``save``; a corrupt or foreign file is a ValueError."""
+        where = os.fspath(path)
+        try:
+            # Every member's header is checked before its data is read, as ConfusionMatrix.load does.
+            with open(where, "rb") as f, zipfile.ZipFile(f) as archive:
+                fields = _NpzFields(archive)
+                try:
+                    form = fields.scalar("format", "U")
+                except (KeyError, ValueError):  # no string "format": some other .npz
+                    form = None
+                if form != FORMAT:
+                    raise ValueError("not an ade20k_metrics ImageStats file")
+
+                def ints(name, rank):
+                    return fields.array(name, "iu", lambda shape: len(shape) == rank, f"{rank}-d")
+
+                ignore = fields.array("ignore_index", "iu", lambda shape: shape in ((0,), (1,)), "(0,) or (1,)")
+                pairs = fields.array("label_map", "iu", lambda shape: len(shape) == 2 and shape[1] == 2
+                                     and shape[0] <= 2**24, "(n, 2) with n <= 2**24")
+                if len(np.unique(pairs[:, 0])) != len(pairs):
+                    raise ValueError("label_map has a key twice")
+                names = fields.array("names", "U", lambda shape: len(shape) == 1, "1-d")
+                name_is_int = fields.array("name_is_int", "b", lambda shape: len(shape) == 1, "1-d")
+                state = {
+                    "format": FORMAT,
+                    "version": fields.scalar("version", "iu"),
+                    "num_classes": fields.scalar("num_classes", "iu"),
+                    "ignore_index": int(ignore[0]) if ignore.size else None,
+                    "reduce_zero_label": fields.scalar("reduce_zero_label", "b"),
+                    "label_map": dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist())) or None,
+                    "matrix": ints("matrix", 2),
+                    "names": _decode_names(names, name_is_int),
+                    "indices": [None if i < 0 else i for i in ints("indices", 1).tolist()],
+                    "offsets": ints("offsets", 1),
+                    "records": ints("records", 2),
+                    "cell_images": ints("cell_images", 1),
+                    "cell_offsets": ints("cell_offsets", 1),
+                    "cells": ints("cells", 2),
+                }
+                return cls.from_state_dict(state, n_threads=n_threads)
+        except Exception as e:  # a corrupt zip can raise almost anything
+            raise ValueError(f"cannot read an ImageStats from {where!r}: {type(e).__name__}: {e}") from e
+
+    def sync(self, group=None, *, dataset_size: int | None = None) -> ImageStats:
+        """Gather every rank's images onto every rank and sum the matrices exactly; returns self.
+
+        Without ``dataset_size``: all images, rank by rank.  With it (=
+        len(dataset)), every image must have been given its dataset ``index``;
+        the samples DistributedSampler repeated are kept once (the first in
+        rank order) and the images are put in index order, which must be
+        exactly 0 .. dataset_size-1, else every rank raises the same
+        ValueError with nothing changed (see analysis/image_sync.py).  Call
+        once, after the last update.
+        """
+        from .image_sync import sync_image_stats
+
+        sync_image_stats(self, group=group, dataset_size=dataset_size)
+        return self
 
     # -- per-image averages (a different metric, named as such) -------------
     def image_iou(self) -> np.ndarray:
@@ -181,6 +465,13 @@ class ImageStats:
         (input_format="index").  NaN for an image with nothing evaluated.
         """
         return np.asarray(_nanmean(self.image_iou(), axis=1), dtype=np.float64).reshape(len(self))
+
+    def image_aacc(self) -> np.ndarray:
+        """(N,) each image's pixel accuracy; NaN for an image with nothing evaluated."""
+        tp = np.fromiter((int(r[rec.TP].sum()) for r in self._records), dtype=np.float64, count=len(self))
+        pixels = self.pixels().astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(pixels > 0, tp / np.where(pixels > 0, pixels, 1), np.nan)
 
     def mean_image_miou(self) -> float:
         """Mean over images of each image's mIoU: per-image averaging, NOT the dataset mIoU."""
@@ -212,65 +503,96 @@ class ImageStats:
         return [(self.names[i], float(per_image[i])) for i in order[: int(k)]]
 
     # -- uncertainty --------------------------------------------------------
+    def _left_out(self, convention: str) -> int | None:
+        return left_out_class(convention, self.ignore_index, self.num_classes)
+
+    def _miou(self, convention: str) -> float:
+        return float(compute_metrics(self._matrix, convention=convention, ignore_index=self.ignore_index,
+                                     warn_shift=False).miou)
+
+    def _float_counts(self):
+        return tuple(a.astype(np.float64) for a in self.counts())
+
     def bootstrap_miou(self, n_resamples: int = 1000, *, confidence: float = 0.95, convention: str = "mmseg",
                        seed=None) -> ConfidenceInterval:
         """Percentile bootstrap interval of the dataset mIoU, resampling images."""
-        n_resamples, confidence = _check_resampling(n_resamples, confidence)
+        n_resamples = check_resampling(n_resamples)
+        confidence = check_confidence(confidence)
         convention = check_convention(convention)
         if len(self) == 0:
             raise ValueError("no images accumulated")
-        tp, fp, fn = (a.astype(np.float64) for a in self.counts())
-        rng = np.random.default_rng(seed)
-        samples = np.concatenate([
-            miou_from_counts(w @ tp, w @ fp, w @ fn, convention) for w in _resample_counts(len(self), n_resamples, rng)
-        ])
-        low, high = _percentile_interval(samples, confidence)
-        return ConfidenceInterval(estimate=float(compute_metrics(self._matrix, convention=convention).miou),
+        rng = np.random.default_rng(_check_seed(seed))
+        samples = bootstrap_miou_samples(self._float_counts(), convention, n_resamples, rng, self._left_out(convention))
+        low, high = percentile_interval(samples, confidence)
+        return ConfidenceInterval(estimate=self._miou(convention),
                                   low=low, high=high, confidence=confidence, n_resamples=n_resamples,
                                   convention=convention)
 
+    def check_same_images(self, other: ImageStats) -> None:
+        """ValueError unless ``other`` holds the same images in the same order (same ground truth per image)."""
+        if not isinstance(other, ImageStats):
+            raise TypeError(f"can only compare with an ImageStats, got {type(other).__name__}")
+        if len(self) != len(other) or self.num_classes != other.num_classes:
+            raise ValueError(f"not the same images: {len(self)} images x {self.num_classes} classes vs "
+                             f"{len(other)} x {other.num_classes}")
+        # Ground truth per image and class is tp + fn; it does not depend on the prediction.
+        for i, (a, b) in enumerate(zip(self._records, other._records)):
+            if not _same_ground_truth(a, b):
+                raise ValueError(f"not the same images: the ground truth of image {self.names[i]!r} differs")
+
     def compare(self, other: ImageStats, n_resamples: int = 1000, *, confidence: float = 0.95,
-                convention: str = "mmseg", seed=None) -> PairedComparison:
-        """Paired bootstrap of mIoU(self) - mIoU(other) over the same images.
+                convention: str = "mmseg", seed=None, n_permutations: int = DEFAULT_PERMUTATIONS) -> PairedComparison:
+        """Paired bootstrap of mIoU(self) - mIoU(other) over the same images, and a paired p-value.
 
         Both must hold the same images in the same order: their per-image
         ground-truth pixel counts of every class must agree, else ValueError.
         """
         if not isinstance(other, ImageStats):
             raise TypeError(f"can only compare with an ImageStats, got {type(other).__name__}")
-        n_resamples, confidence = _check_resampling(n_resamples, confidence)
+        n_resamples = check_resampling(n_resamples)
+        n_permutations = check_resampling(n_permutations, name="n_permutations")
+        confidence = check_confidence(confidence)
         convention = check_convention(convention)
         if len(self) == 0:
             raise ValueError("no images accumulated")
-        if len(self) != len(other) or self.num_classes != other.num_classes:
-            raise ValueError(f"not the same images: {len(self)} images x {self.num_classes} classes vs "
-                             f"{len(other)} x {other.num_classes}")
-        tp_a, fp_a, fn_a = (x.astype(np.float64) for x in self.counts())
-        tp_b, fp_b, fn_b = (x.astype(np.float64) for x in other.counts())
-        # Ground truth per image and class is tp + fn; it does not depend on the prediction.
-        if not np.array_equal(tp_a + fn_a, tp_b + fn_b):
-            bad = int(np.flatnonzero(np.any(tp_a + fn_a != tp_b + fn_b, axis=1))[0])
-            raise ValueError(f"not the same images: the ground truth of image {self.names[bad]!r} differs")
-        rng = np.random.default_rng(seed)
-        diffs = []
-        for w in _resample_counts(len(self), n_resamples, rng):
-            diffs.append(miou_from_counts(w @ tp_a, w @ fp_a, w @ fn_a, convention)
-                         - miou_from_counts(w @ tp_b, w @ fp_b, w @ fn_b, convention))
-        diffs = np.concatenate(diffs)
-        low, high = _percentile_interval(diffs, confidence)
-        miou_a = float(compute_metrics(self._matrix, convention=convention).miou)
-        miou_b = float(compute_metrics(other._matrix, convention=convention).miou)
-        finite = diffs[~np.isnan(diffs)]
+        self.check_same_images(other)
+        rng = np.random.default_rng(_check_seed(seed))
+        # B - A with A = other, B = self: the difference self - other.
+        res = paired_resampling(other._float_counts(), self._float_counts(), convention, n_resamples,
+                                n_permutations, rng, self._left_out(convention))
+        low, high = percentile_interval(res.delta_samples, confidence)
+        miou_a, miou_b = self._miou(convention), other._miou(convention)
+        finite = res.delta_samples[~np.isnan(res.delta_samples)]
         return PairedComparison(miou_a=miou_a, miou_b=miou_b, difference=miou_a - miou_b, low=low, high=high,
                                 confidence=confidence, n_resamples=n_resamples,
                                 share_not_better=float(np.mean(finite <= 0)) if finite.size else float("nan"),
-                                convention=convention)
+                                convention=convention, p_value=res.p_value, n_permutations=n_permutations)
 
 
-def _percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
-    finite = samples[~np.isnan(samples)]
-    if finite.size == 0:
-        return float("nan"), float("nan")
-    alpha = 1.0 - confidence
-    low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+def _same_ground_truth(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two records have the same ground-truth pixels (tp + fn) of every class."""
+    ga, gb = a[rec.TP] + a[rec.FN], b[rec.TP] + b[rec.FN]
+    ca, cb = a[rec.CLASS][ga > 0], b[rec.CLASS][gb > 0]
+    return np.array_equal(ca, cb) and np.array_equal(ga[ga > 0], gb[gb > 0])
+
+
+def _encode_names(names: list) -> tuple[np.ndarray, np.ndarray]:
+    is_int = np.zeros(len(names), dtype=bool)
+    text = []
+    for i, name in enumerate(names):
+        if isinstance(name, (bool, np.bool_)) or not isinstance(name, (str, numbers.Integral)):
+            raise TypeError(f"ImageStats.save stores names that are str or int; image {i} is named {name!r}")
+        if isinstance(name, str):
+            if name.endswith("\0"):
+                raise ValueError(f"ImageStats.save cannot store a name that ends with a NUL character: {name!r}")
+            text.append(name)
+        else:
+            is_int[i] = True
+            text.append(str(int(name)))
+    return np.array(text, dtype=str) if text else np.zeros(0, dtype="<U1"), is_int
+
+
+def _decode_names(text: np.ndarray, is_int: np.ndarray) -> list:
+    if text.ndim != 1 or is_int.shape != text.shape or text.dtype.kind != "U" or is_int.dtype != bool:
+        raise ValueError("names must be a 1-d str array with a bool flag per name")
+    return [int(t) if flag else str(t) for t, flag in zip(text.tolist(), is_int.tolist())]

@@ -202,9 +202,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..io import report
     from ..io.label_files import evaluate_pairs, pair_folders
     from ..metrics.compute import compute_metrics
+    from . import research
 
     label_format = _label_format(args)
-    for option in ("json", "csv", "markdown", "plot", "leaderboard_plot"):
+    for option in ("json", "csv", "markdown", "plot", "leaderboard_plot", *research.OUTPUTS):
         _check_output_path(getattr(args, option), "--" + option.replace("_", "-"))
     for folder in (args.pred_dir, args.gt_dir):
         if not os.path.isdir(folder):
@@ -241,7 +242,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     progress = _Progress(len(pairing.pairs), enabled=not args.quiet and sys.stderr.isatty())
     started = time.perf_counter()
     try:
-        cm = evaluate_pairs(pairing.pairs, label_format, threads=threads, on_pair=progress.update)
+        if research.wants_image_stats(args):  # every image's counts, for --per-image and --ci
+            from ..io.per_image import evaluate_per_image
+
+            cm = evaluate_per_image(pairing.pairs, label_format, threads=threads, on_pair=progress.update)
+        else:
+            cm = evaluate_pairs(pairing.pairs, label_format, threads=threads, on_pair=progress.update)
     finally:
         progress.close()
     elapsed = time.perf_counter() - started
@@ -252,6 +258,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     scalars = report.summary(metrics, classes)
     print(report.format_table(rows, scalars, convention=args.convention, pixels=cm.total,
                               images=len(pairing.pairs)), end="")
+    ci = research.interval(cm, args)
+    print(research.interval_line(ci), end="")
 
     ranked = None
     if args.params is not None or args.leaderboard_plot:
@@ -280,20 +288,52 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         params_millions=args.params,
     )
     if args.json:
-        report.write_json(args.json, report.report_dict(cm.matrix, metrics, classes, env))
+        report.write_json(args.json, research.extend_report(report.report_dict(cm.matrix, metrics, classes, env), ci))
+    for path, text in research.output_texts(args, cm, scalars, rows, ci, len(pairing.pairs)):
+        report.atomic_write_text(path, text)
     if args.csv:
         report.atomic_write_text(args.csv, report.csv_text(rows))
     if args.markdown:
         report.atomic_write_text(args.markdown, report.markdown_text(
             rows, scalars, convention=args.convention, images=len(pairing.pairs), pixels=cm.total))
     if args.plot:
-        report.plot_report(args.plot, cm.matrix, metrics, classes,
-                           title=f"{args.name}: {len(pairing.pairs)} images, {args.convention} convention")
+        from ..io.figures import evaluation_figure
+
+        evaluation_figure(args.plot, cm.matrix, metrics, classes,
+                          title=f"{args.name}: {len(pairing.pairs)} images, {args.convention} convention")
     if args.leaderboard_plot:
         from . import leaderboard
 
         leaderboard.plot(args.leaderboard_plot, ranked)
     return EXIT_OK
+
+
+# -- compare ------------------------------------------------------------------------------------------
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..core.threads import resolve_threads
+    from ..io import report
+    from ..metrics.compute import check_convention
+    from . import compare
+
+    label_format = _label_format(args)
+    for option in compare.OUTPUTS:
+        _check_output_path(getattr(args, option), "--" + option.replace("_", "-"))
+    for folder in (args.pred_a, args.pred_b, args.gt_dir):
+        if not os.path.isdir(folder):
+            raise UsageError(f"{folder}: not a folder")
+    check_convention(args.convention)
+    if args.plot:
+        report.import_pyplot()
+    threads = resolve_threads(args.threads)
+    started = time.perf_counter()
+    doc = compare.run(args, label_format, threads,
+                      lambda n: _Progress(n, enabled=not args.quiet and sys.stderr.isatty(), desc="compare"))
+    env = report.environment(command=shlex.join(["ade20k-metrics", *args.argv]), threads=threads,
+                             convention=args.convention, **label_format.describe(), baseline_folder=args.pred_a,
+                             other_folder=args.pred_b, ground_truth_folder=args.gt_dir,
+                             seconds=round(time.perf_counter() - started, 3))
+    return compare.finish(args, doc, env)
 
 
 # -- show ---------------------------------------------------------------------------------------------
@@ -309,7 +349,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     pred_raw, gt = load_pair(pair, label_format)
     pred = to_train_ids(pred_raw, label_format)
     try:  # the same label checks as evaluate, with the same messages
-        label_format.accumulator(n_threads=1).update(pred, gt)
+        checked = label_format.accumulator(n_threads=1).update(pred, gt)
     except ValueError as e:
         raise label_error(pair, pred_raw, gt, label_format, e) from None
     gt_ids = target_rows(gt, label_format.num_classes, label_format.ignore_index, not label_format.gt_zero_based)
@@ -322,7 +362,12 @@ def cmd_show(args: argparse.Namespace) -> int:
                              f"{pair.gt} is {gt.shape[1]}x{gt.shape[0]} (width x height)")
     palette = report.class_palette(label_format.num_classes)
     panels = report.comparison_panels(np.asarray(pred, dtype=np.int64), gt_ids, gt_ids >= 0, palette, photo)
-    report.save_rgb(args.output, report.side_by_side(panels))
+    from ..io import figures
+
+    classes = report.ClassInfo.for_num_classes(label_format.num_classes)
+    legend = figures.show_legend(np.asarray(pred, dtype=np.int64), gt_ids, gt_ids >= 0, classes.names, palette)
+    title = figures.show_title(os.path.basename(args.pred), os.path.basename(args.gt), checked.compute())
+    report.save_rgb(args.output, figures.labelled_panels(panels, title=title, legend=legend))
     return EXIT_OK
 
 
@@ -386,6 +431,8 @@ def cmd_bench(argv: list[str]) -> int:
 # -- parser and entry point ---------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import research
+
     parser = argparse.ArgumentParser(prog="ade20k-metrics", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -415,7 +462,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--name", default="this run", help="the run's name in reports and the leaderboard")
     ev.add_argument("--leaderboard-plot", metavar="FILE.png",
                     help="draw the leaderboard's mIoU against size with this run (needs matplotlib)")
+    research.add_evaluate_options(ev)
     ev.set_defaults(func=cmd_evaluate)
+
+    cmp = sub.add_parser(
+        "compare", help="compare two prediction folders on the same ground truth: mIoU difference, interval, p-value",
+        description="Score two runs on the same ground-truth images in one pass and test the difference: the "
+                    "mIoU of each with its bootstrap interval, B - A with its paired bootstrap interval and a "
+                    "two-sided paired randomization test's p-value, per-class differences, the images that "
+                    "changed most.")
+    from . import compare
+
+    compare.add_arguments(cmp)
+    _add_label_format_options(cmp)
+    cmp.add_argument("--convention", choices=CONVENTIONS, default="mmseg",
+                     help="how undefined classes count in the means (default: mmseg)")
+    cmp.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                     help="decoding threads (default: the CPUs available)")
+    cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
+    cmp.set_defaults(func=cmd_compare)
 
     show = sub.add_parser("show", help="draw ground truth, prediction and errors side by side",
                           description="Write a colourised side-by-side of one prediction and its ground truth "

@@ -1,4 +1,5 @@
-# Type stubs for the C++ extension ade20k_metrics._core (src/module.cpp, src/register_logits.cpp).
+# Type stubs for the C++ extension ade20k_metrics._core (src/module.cpp, src/register_logits.cpp,
+# src/register_image_stats.cpp).
 # Internal API: use ade20k_metrics.confusion_matrix / ConfusionMatrix.
 from __future__ import annotations
 
@@ -46,6 +47,29 @@ def accumulate_argmax(
     """Add the (target, argmax of scores over axis) histogram to out unless a label is invalid.
 
     score_type: 0 float32, 1 float16, 2 bfloat16 (passed as its 16-bit integer bits).
+    """
+
+def accumulate_image(
+    target: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    pred: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    out: npt.NDArray[np.int64],
+    num_classes: int,
+    ignore_index: int | None,
+    lut: npt.NDArray[np.int32] | None = None,
+    lut_lo: int = 0,
+    reduce_zero_label: bool = False,
+    with_cells: bool = False,
+    n_threads: int = 1,
+    min_pixels_per_thread: int = ...,
+    direct_below: int = ...,
+    flush_limit: int = ...,
+    isa: int = -1,
+    chunk_pixels: int = ...,
+) -> tuple[int, int, npt.NDArray[np.int64] | None, npt.NDArray[np.int64] | None]:
+    """Add one image's histogram to out unless a label is invalid; returns (invalid_target, invalid_pred, record, cells).
+
+    record: (4, n) rows class / tp / fp / fn over the classes present; cells: (2, m) flat index / count
+    of the image's non-zero cells when with_cells; both None when a label is invalid.
     """
 
 def confusion_matrix_small(
