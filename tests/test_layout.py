@@ -17,7 +17,7 @@ PACKAGE = "ade20k_metrics"
 # Bottom to top; a module may import its own layer and the ones below.
 LAYERS = ["_version", "datasets", "metrics", "core", "analysis", "io", "integrations", "cli"]
 # The face: what users import. Nothing in LAYERS may import these.
-FACE = {"__init__", "__main__", "reference", "compat", "torchmetrics", "dask"}
+FACE = {"__init__", "__main__", "reference", "compat", "torchmetrics", "dask", "mmseg", "detectron2"}
 
 
 def _modules() -> dict[str, Path]:

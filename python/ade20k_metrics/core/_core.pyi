@@ -26,6 +26,24 @@ def accumulate(
 ) -> tuple[int, int, int]:
     """Add the (target, pred) histogram to out unless a label is invalid; returns (invalid_target, invalid_pred, threads_used)."""
 
+def accumulate_resized_argmax(
+    target: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    scores: npt.NDArray[np.float32] | npt.NDArray[np.float16] | npt.NDArray[np.int16] | npt.NDArray[np.uint16],
+    score_type: int,
+    out: npt.NDArray[np.int64],
+    num_classes: int,
+    ignore_index: int | None,
+    lut: npt.NDArray[np.int32] | None = None,
+    lut_lo: int = 0,
+    reduce_zero_label: bool = False,
+    n_threads: int = 1,
+    min_scores_per_thread: int = ...,
+    chunk_pixels: int = ...,
+) -> tuple[int, int, int]:
+    """Add the (target, argmax of the (N, C, h, w) scores bilinearly upsampled to the (N, H, W) target)
+    histogram to out unless a label is invalid (register_resize.cpp); returns (invalid_target, invalid_pred, threads)."""
+
+
 def accumulate_argmax(
     target: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
     scores: npt.NDArray[np.float32] | npt.NDArray[np.float16] | npt.NDArray[np.int16] | npt.NDArray[np.uint16],

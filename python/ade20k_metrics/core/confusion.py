@@ -16,6 +16,7 @@ from .inputs import as_labels, check_ignore_index, check_num_classes, check_pair
 from .distributed import sync_matrix
 from .kernel import _KERNEL_OPTIONS, _raise_invalid, count
 from .logits import update_logits
+from .resize import update_resized_logits
 from .samples import drop_records, merge_records, update_samples
 from .threads import resolve_threads
 
@@ -625,14 +626,19 @@ class ConfusionMatrix:
         _core.add_counts(self._matrix, partial)
         return self
 
-    def update_logits(self, logits, target, *, axis: int | None = None) -> ConfusionMatrix:
+    def update_logits(self, logits, target, *, axis: int | None = None, resize: str | None = None) -> ConfusionMatrix:
         """Add argmax(logits, axis) against target, the argmax fused into the kernel; returns self.
 
         ``logits``: float32 or float16 scores (NumPy or CPU torch; torch
         bfloat16 too) of shape (N, C, H, W) or (C, H, W) with C = num_classes;
         ``axis`` (default: the one before the last two) is the class axis.
         Ties go to the lowest class, NaN wins (as numpy/torch argmax).
+        ``resize="bilinear"``: (N, C, h, w) logits upsampled to the target's
+        (H, W) on the fly, as torch's interpolate(align_corners=False) (core/resize.py).
         """
+        if resize is not None:
+            update_resized_logits(self, logits, target, resize, axis)
+            return self
         update_logits(self, logits, target, axis)
         return self
 
