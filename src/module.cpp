@@ -308,6 +308,7 @@ std::string simd() {
 }  // namespace
 
 void register_logits(py::module_& m);  // register_logits.cpp
+void register_boundary(py::module_& m);  // register_boundary.cpp
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "C++ confusion-matrix kernel (internal; use the ade20k_metrics API)";
@@ -324,6 +325,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("num_classes"), py::arg("ignore_index"),
           "A new (K, K) matrix for a small map, or None where accumulate must run (see module.cpp).");
     register_logits(m);
+    register_boundary(m);
     m.def("add_counts", &add_counts, py::arg("out"), py::arg("other"),
           "out += other for (K, K) int64 matrices, with the GIL held; OverflowError leaves out unchanged.");
     m.def("openmp_enabled", &openmp_enabled, "Whether the kernel was built with OpenMP.");

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._version import __version__
 from .core import _core, reference
 from .core.confusion import ConfusionMatrix, confusion_matrix
+from .core.boundary import boundary_iou
 from .core.kernel import openmp_enabled, simd
 from .core.threads import default_threads
 from .metrics.compute import CONVENTIONS, Metrics, compute_metrics, explain
@@ -27,6 +28,7 @@ __all__ = [
     "ImageStats",
     "Metrics",
     "ade20k",
+    "boundary_iou",
     "compat",
     "compute_metrics",
     "confusion_matrix",

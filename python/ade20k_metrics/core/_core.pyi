@@ -1,4 +1,5 @@
-# Type stubs for the C++ extension ade20k_metrics._core (src/module.cpp, src/register_logits.cpp).
+# Type stubs for the C++ extension ade20k_metrics._core (src/module.cpp, src/register_logits.cpp,
+# src/register_boundary.cpp).
 # Internal API: use ade20k_metrics.confusion_matrix / ConfusionMatrix.
 from __future__ import annotations
 
@@ -44,6 +45,24 @@ def accumulate_argmax(
 
     score_type: 0 float32, 1 float16, 2 bfloat16 (passed as its 16-bit integer bits).
     """
+
+def accumulate_boundary(
+    target: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    pred: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    out: npt.NDArray[np.int64],
+    boundary_out: npt.NDArray[np.int64],
+    num_classes: int,
+    ignore_index: int | None,
+    lut: npt.NDArray[np.int32] | None = None,
+    lut_lo: int = 0,
+    reduce_zero_label: bool = False,
+    target_raw_equal: bool = True,
+    dilation: int = 1,
+    n_threads: int = 1,
+    min_pixels_per_thread: int = ...,
+    isa: int = -1,
+) -> tuple[int, int, int]:
+    """Add region (K, K) and boundary (K+1, K+1) counts of the maps along the last two axes unless a label is invalid."""
 
 def confusion_matrix_small(
     target: npt.NDArray[np.integer],

@@ -95,7 +95,8 @@ def _images(pred, target):
     if p.ndim < 2:
         raise ValueError(f"boundary metrics need label maps of at least 2 dimensions (..., H, W), got {p.shape}")
     h, w = p.shape[-2:]
-    return p.reshape(-1, h, w), t.reshape(-1, h, w)
+    n = int(np.prod(p.shape[:-2], dtype=np.int64))
+    return p.reshape(n, h, w), t.reshape(n, h, w)
 
 
 def _checked_rows(p_img, t_img, num_classes, ignore_index, reduce_zero_label, label_map):
