@@ -372,6 +372,7 @@ std::string simd() {
 void register_logits(py::module_& m);  // register_logits.cpp
 void register_image_stats(py::module_& m);  // register_image_stats.cpp
 void register_resize(py::module_& m);  // register_resize.cpp
+void register_boundary(py::module_& m);  // register_boundary.cpp
 
 PYBIND11_MODULE(_core, m) {
     // pybind11 looks NumPy's C API up on first use, inside a std::call_once,
@@ -401,6 +402,7 @@ PYBIND11_MODULE(_core, m) {
           "Bytes one accumulate or accumulate_argmax call may allocate besides its (K, K) output.");
     register_image_stats(m);
     register_resize(m);
+    register_boundary(m);
     m.def("add_counts", &add_counts, py::arg("out"), py::arg("other"),
           "out += other for (K, K) int64 matrices, with the GIL held; OverflowError leaves out unchanged.");
     m.def("openmp_enabled", &openmp_enabled, "Whether the kernel was built with OpenMP.");

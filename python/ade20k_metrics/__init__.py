@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._version import __version__
 from .core import _core, reference
 from .core.confusion import ConfusionMatrix, confusion_matrix
+from .core.boundary import boundary_iou
 from .core.kernel import openmp_enabled, simd
 from .core.threads import default_threads
 from .metrics.compute import (CONVENTIONS, Metrics, compute_metrics, compute_metrics_from_areas,
@@ -36,6 +37,7 @@ __all__ = [
     "LabelShiftWarning",
     "Metrics",
     "ade20k",
+    "boundary_iou",
     "compat",
     "compute_metrics",
     "compute_metrics_from_areas",

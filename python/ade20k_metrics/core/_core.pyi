@@ -1,5 +1,6 @@
 # Type stubs for the C++ extension ade20k_metrics._core (src/module.cpp, src/register_logits.cpp,
 # src/register_image_stats.cpp).
+# src/register_boundary.cpp).
 # Internal API: use ade20k_metrics.confusion_matrix / ConfusionMatrix.
 from __future__ import annotations
 
@@ -71,6 +72,11 @@ def accumulate_image(
     target: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
     pred: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
     out: npt.NDArray[np.int64],
+def accumulate_boundary(
+    target: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    pred: npt.NDArray[np.integer] | npt.NDArray[np.bool_],
+    out: npt.NDArray[np.int64],
+    boundary_out: npt.NDArray[np.int64],
     num_classes: int,
     ignore_index: int | None,
     lut: npt.NDArray[np.int32] | None = None,
@@ -89,6 +95,13 @@ def accumulate_image(
     record: (4, n) rows class / tp / fp / fn over the classes present; cells: (2, m) flat index / count
     of the image's non-zero cells when with_cells; both None when a label is invalid.
     """
+    target_raw_equal: bool = True,
+    dilation: int = 1,
+    n_threads: int = 1,
+    min_pixels_per_thread: int = ...,
+    isa: int = -1,
+) -> tuple[int, int, int]:
+    """Add region (K, K) and boundary (K+1, K+1) counts of the maps along the last two axes unless a label is invalid."""
 
 def confusion_matrix_small(
     target: npt.NDArray[np.integer],

@@ -1,0 +1,188 @@
+// ade20k_metrics._core.accumulate_boundary: region and boundary (inner-band)
+// confusion matrices in one pass, binding csrc/ade20k_metrics/boundary.hpp.
+//
+// Same contract as accumulate (module.cpp): checks what only the buffers can
+// tell, dispatches on each input's dtype, releases the GIL around the kernel,
+// and adds to the matrices only when no evaluated label is invalid and
+// neither would overflow.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <new>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ade20k_metrics/boundary.hpp"
+#include "binding_common.hpp"
+
+namespace py = pybind11;
+using namespace am_binding;
+
+namespace {
+
+template <class T, class Fn>
+auto with_pred(int pred_bytes, Fn&& fn) {
+    switch (pred_bytes) {
+        case 1: return fn(T{}, uint8_t{});
+        case 2: return fn(T{}, uint16_t{});
+        case 4: return fn(T{}, uint32_t{});
+        default: return fn(T{}, uint64_t{});
+    }
+}
+
+template <class Fn>
+auto with_types(int target_bytes, int pred_bytes, Fn&& fn) {
+    switch (target_bytes) {
+        case 1: return with_pred<uint8_t>(pred_bytes, fn);
+        case 2: return with_pred<uint16_t>(pred_bytes, fn);
+        case 4: return with_pred<uint32_t>(pred_bytes, fn);
+        default: return with_pred<uint64_t>(pred_bytes, fn);
+    }
+}
+
+// The calling thread's tables, unless a call on this thread already holds
+// them (then a private set for this call).
+class TablesLease {
+public:
+    TablesLease() : nested_(busy()), tables_(nested_ ? own_ : am::boundary_tables()) {
+        if (!nested_) busy() = true;
+    }
+    ~TablesLease() {
+        tables_.region.clear();
+        tables_.boundary.clear();
+        if (tables_.region.capacity > am::kKeepBoundaryTablesUpTo) {
+            tables_.region.release();
+            tables_.boundary.release();
+        }
+        if (!nested_) busy() = false;
+    }
+    TablesLease(const TablesLease&) = delete;
+    TablesLease& operator=(const TablesLease&) = delete;
+    am::BoundaryTables& get() { return tables_; }
+
+private:
+    static bool& busy() {
+        thread_local bool in_use = false;
+        return in_use;
+    }
+    am::BoundaryTables own_;
+    bool nested_;
+    am::BoundaryTables& tables_;
+};
+
+int64_t* checked_square(py::array& a, int64_t n, const char* name) {
+    const py::dtype dt = a.dtype();
+    if (dt.kind() != 'i' || dt.itemsize() != 8 || !native_order(dt)) {
+        throw py::type_error(std::string(name) + " must be a native int64 array");
+    }
+    if (a.ndim() != 2 || a.shape(0) != n || a.shape(1) != n || !(a.flags() & py::array::c_style) || !a.writeable()) {
+        throw py::value_error(std::string(name) + " must be a writeable C-contiguous (" + std::to_string(n) + ", " +
+                              std::to_string(n) + ") array");
+    }
+    return static_cast<int64_t*>(a.mutable_data());
+}
+
+// Region counts into `out` (K x K) and boundary counts into `boundary_out`
+// ((K+1) x (K+1)) of the 2-d maps along the last two axes, or, if any
+// evaluated label is invalid, neither changes.  Returns (invalid_target,
+// invalid_pred, threads_used).
+py::tuple accumulate_boundary(const py::array& target, const py::array& pred, py::array out, py::array boundary_out,
+                              int64_t num_classes, std::optional<int64_t> ignore_index, std::optional<py::array> lut,
+                              int64_t lut_lo, bool reduce_zero_label, bool target_raw_equal, int64_t dilation,
+                              int n_threads, int64_t min_pixels_per_thread, int isa) {
+    check_counts(num_classes, n_threads);
+    const LabelType tt = label_type(target, "target");
+    const LabelType pt = label_type(pred, "pred");
+    if (target.ndim() != pred.ndim()) throw py::value_error("target and pred differ in number of dimensions");
+    const int nd = static_cast<int>(target.ndim());
+    if (nd < 2) throw py::value_error("boundary counts need maps of at least 2 dimensions (..., H, W)");
+    if (nd > am::kMaxDims) throw py::value_error("more than 64 dimensions");
+    for (int a = 0; a < nd; ++a) {
+        if (target.shape(a) != pred.shape(a)) throw py::value_error("target and pred differ in shape");
+    }
+    if (dilation < 1) throw py::value_error("dilation must be >= 1, got " + std::to_string(dilation));
+    int64_t* out_data = checked_out(out, num_classes);
+    int64_t* bout = checked_square(boundary_out, num_classes + 1, "boundary_out");
+    const am::TargetCoding tc = target_coding(tt, num_classes, ignore_index, lut, lut_lo, reduce_zero_label);
+    am::PredCoding pc;
+    pc.num_classes = num_classes;
+    pc.limit = class_limit(num_classes, pt);
+
+    am::BoundaryGeometry g;
+    g.height = target.shape(nd - 2);
+    g.width = target.shape(nd - 1);
+    g.t_row = target.strides(nd - 2);
+    g.t_col = target.strides(nd - 1);
+    g.p_row = pred.strides(nd - 2);
+    g.p_col = pred.strides(nd - 1);
+    g.lead_ndim = nd - 2;
+    g.images = 1;
+    for (int a = 0; a < nd - 2; ++a) {
+        g.lead_shape[a] = target.shape(a);
+        g.t_lead[a] = target.strides(a);
+        g.p_lead[a] = pred.strides(a);
+        g.images *= target.shape(a);
+    }
+    am::BoundaryOptions opt;
+    opt.n_threads = n_threads;
+    opt.min_pixels_per_thread = min_pixels_per_thread;
+    opt.isa = isa;
+
+    TablesLease lease;
+    am::BoundaryTables& tables = lease.get();
+    am::BoundaryResult res;
+    {
+        py::gil_scoped_release release;
+        res = with_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
+            return am::count_boundary_pairs<decltype(t), decltype(p)>(target.data(), pred.data(), g, tc, pc, dilation,
+                                                                      target_raw_equal, opt, tables);
+        });
+    }
+    if (res.out_of_memory) throw std::bad_alloc();
+
+    // With the GIL held again, so concurrent updates of one accumulator do not interleave.
+    const int64_t k = num_classes, cols = k + 1;
+    int64_t invalid_target = 0, invalid_pred = 0;
+    const am::SparseCounts& region = tables.region;
+    const am::SparseCounts& band = tables.boundary;
+    for (int64_t j = 0; j < region.n_touched; ++j) {
+        const int64_t bin = region.touched[j], row = bin / cols, col = bin % cols;
+        if (row == k + 1) invalid_target += region.counts[bin];
+        else if (row < k && col == k) invalid_pred += region.counts[bin];
+    }
+    if (invalid_target != 0 || invalid_pred != 0) return py::make_tuple(invalid_target, invalid_pred, res.threads);
+    bool fits = true;
+    for (int64_t j = 0; j < region.n_touched; ++j) {
+        const int64_t bin = region.touched[j], row = bin / cols, col = bin % cols;
+        int64_t sum = 0;
+        if (row < k && col < k) fits = fits && !__builtin_add_overflow(out_data[row * k + col], region.counts[bin], &sum);
+    }
+    for (int64_t j = 0; j < band.n_touched; ++j) {
+        const int64_t bin = band.touched[j];
+        int64_t sum = 0;
+        fits = fits && !__builtin_add_overflow(bout[bin], band.counts[bin], &sum);
+    }
+    if (!fits) raise_overflow();
+    for (int64_t j = 0; j < region.n_touched; ++j) {
+        const int64_t bin = region.touched[j], row = bin / cols, col = bin % cols;
+        if (row < k && col < k) out_data[row * k + col] += region.counts[bin];
+    }
+    for (int64_t j = 0; j < band.n_touched; ++j) bout[band.touched[j]] += band.counts[band.touched[j]];
+    return py::make_tuple(invalid_target, invalid_pred, res.threads);
+}
+
+}  // namespace
+
+void register_boundary(py::module_& m) {
+    const am::BoundaryOptions defaults;
+    m.def("accumulate_boundary", &accumulate_boundary, py::arg("target"), py::arg("pred"), py::arg("out"),
+          py::arg("boundary_out"), py::arg("num_classes"), py::arg("ignore_index"), py::arg("lut") = py::none(),
+          py::arg("lut_lo") = 0, py::arg("reduce_zero_label") = false, py::arg("target_raw_equal") = true,
+          py::arg("dilation") = 1, py::arg("n_threads") = 1,
+          py::arg("min_pixels_per_thread") = defaults.min_pixels_per_thread, py::arg("isa") = -1,
+          "Add the region (K, K) and boundary (K+1, K+1) counts of the maps along the last two axes to out and "
+          "boundary_out unless a label is invalid; returns (invalid_target, invalid_pred, threads_used).");
+}
