@@ -226,6 +226,13 @@ def _list_names(names: tuple[str, ...]) -> str:
 # -- evaluate -----------------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..io.report import OutputSet
+
+    with OutputSet() as research_outputs:  # --per-image and --latex: written together, or not at all
+        return _evaluate(args, research_outputs)
+
+
+def _evaluate(args: argparse.Namespace, research_outputs) -> int:
     from ..core.threads import resolve_threads
     from ..io import report
     from ..io.label_files import evaluate_pairs, pair_folders
@@ -246,6 +253,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.plot or args.leaderboard_plot:
         report.import_pyplot()
     threads = resolve_threads(args.threads)
+    research.reserve(args, research_outputs)
 
     pairing = pair_folders(args.pred_dir, args.gt_dir)
     missing = []
@@ -328,8 +336,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     if args.json:
         report.write_json(args.json, research.extend_report(report.report_dict(cm.matrix, metrics, classes, env), ci))
-    for path, text in research.output_texts(args, cm, scalars, rows, ci, len(pairing.pairs)):
-        report.atomic_write_text(path, text)
+    research.write(research_outputs, research.output_texts(args, cm, scalars, rows, ci, len(pairing.pairs)))
     if args.csv:
         report.atomic_write_text(args.csv, report.csv_text(rows))
     if args.markdown:
@@ -366,13 +373,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         report.import_pyplot()
     threads = resolve_threads(args.threads)
     started = time.perf_counter()
-    doc = compare.run(args, label_format, threads,
-                      lambda n: _Progress(n, enabled=not args.quiet and sys.stderr.isatty(), desc="compare"))
-    env = report.environment(command=shlex.join(["ade20k-metrics", *args.argv]), threads=threads,
-                             convention=args.convention, **label_format.describe(), baseline_folder=args.pred_a,
-                             other_folder=args.pred_b, ground_truth_folder=args.gt_dir,
-                             seconds=round(time.perf_counter() - started, 3))
-    return compare.finish(args, doc, env)
+    with report.OutputSet() as outputs:  # every output written, or none
+        compare.reserve(args, outputs)
+        doc = compare.run(args, label_format, threads,
+                          lambda n: _Progress(n, enabled=not args.quiet and sys.stderr.isatty(), desc="compare"))
+        env = report.environment(command=shlex.join(["ade20k-metrics", *args.argv]), threads=threads,
+                                 convention=args.convention, **label_format.describe(), baseline_folder=args.pred_a,
+                                 other_folder=args.pred_b, ground_truth_folder=args.gt_dir,
+                                 seconds=round(time.perf_counter() - started, 3))
+        return compare.finish(args, doc, env, outputs)
 
 
 # -- show ---------------------------------------------------------------------------------------------
@@ -572,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ..io.label_files import InputError
-    from ..io.report import MissingDependencyError
+    from ..io.report import MissingDependencyError, OutputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
@@ -592,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(e))
         return EXIT_BAD_INPUT
     except MissingDependencyError as e:
+        _error(str(e))
+        return EXIT_BAD_INPUT
+    except OutputError as e:  # an output that cannot be written (io.report.OutputSet); none was replaced
         _error(str(e))
         return EXIT_BAD_INPUT
     except OSError as e:  # e.g. an output file that cannot be written
