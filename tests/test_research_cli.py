@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -218,3 +219,29 @@ def test_show_has_a_title_and_a_legend_of_the_classes_drawn(tmp_path, capsys):
         assert tuple(palette[c]) in colours
     assert tuple(palette[7]) not in colours
     assert header.shape[0] >= 3 * 12  # title, legend and panel names
+
+
+def test_outputs_are_all_or_nothing(tmp_path, capsys):
+    a, b, gt = _runs(tmp_path)
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc, a folder where nobody can create files")
+    # An output that cannot be created: refused before the work, and nothing else is written.
+    code, out, err = run(["compare", a, b, gt, *ZERO, "--json", tmp_path / "c.json",
+                          "--markdown", "/proc/ade20k-metrics-test.md"], capsys)
+    assert code == 1 and "--markdown" in err and "cannot be written" in err
+    assert out == "" and sorted(os.listdir(tmp_path)) == ["A", "B", "GT"]
+    code, out, err = run(["evaluate", b, gt, *ZERO, "--per-image", tmp_path / "p.csv",
+                          "--latex", "/proc/ade20k-metrics-test.tex"], capsys)
+    assert code == 1 and "--latex" in err and sorted(os.listdir(tmp_path)) == ["A", "B", "GT"]
+
+
+def test_a_failed_run_leaves_no_research_output(tmp_path, capsys):
+    a, b, gt = _runs(tmp_path)
+    Image.fromarray(np.full((1, 4), 7, np.uint8)).save(b / "img1.png")  # label 7 of 2 classes
+    code, _, err = run(["compare", a, b, gt, *ZERO, "--json", tmp_path / "c.json", "--latex", tmp_path / "c.tex"],
+                       capsys)
+    assert code == 1 and "img1" in err
+    code, _, err = run(["evaluate", b, gt, *ZERO, "--per-image", tmp_path / "p.csv", "--latex", tmp_path / "e.tex"],
+                       capsys)
+    assert code == 1
+    assert sorted(os.listdir(tmp_path)) == ["A", "B", "GT"]  # no output, no temporary

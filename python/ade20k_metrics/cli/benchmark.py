@@ -252,6 +252,44 @@ class Row:
     mpix_s: float
     note: str = ""
     scope: str = ""  # "beyond cache": the large batch, compared with its own memory-limit row
+    spread: float = float("nan")  # (slowest - fastest) / median of the timed repeats
+
+
+# The repeats of the last _time call, for the spread of each row.
+_LAST_TIMES: list[float] = []
+# Repeats whose slowest is this much above the fastest (relative to the median) mean a busy machine.
+BUSY_SPREAD = 0.25
+
+
+def spread_of(times: list[float]) -> float:
+    if len(times) < 2:
+        return 0.0
+    return (max(times) - min(times)) / statistics.median(times)
+
+
+def machine_load() -> tuple[float, int] | None:
+    """(1-minute load average, CPUs available) where the OS tells, else None."""
+    from ..core.threads import available_cpus
+
+    try:
+        return os.getloadavg()[0], available_cpus()
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_warnings(rows: list[Row], load_before: tuple[float, int] | None) -> list[str]:
+    """Why the figures may not be trusted: a loaded machine, or repeats that disagree."""
+    out = []
+    if load_before is not None and load_before[0] > 0.5 * load_before[1]:
+        out.append(f"the machine was busy: load average {load_before[0]:.1f} on {load_before[1]} CPU(s) before "
+                   "the run; other work shares the cores and the figures are lower and noisier than they would be")
+    noisy = [r for r in rows if np.isfinite(r.spread) and r.spread > BUSY_SPREAD]
+    if noisy:
+        worst = max(noisy, key=lambda r: r.spread)
+        out.append(f"{len(noisy)} of {len(rows)} measurements varied by more than {100 * BUSY_SPREAD:.0f}% over their "
+                   f"repeats (worst: {worst.method}, {worst.threads} thr, {100 * worst.spread:.0f}%): the machine "
+                   "is likely busy; rerun on an idle machine or with more --repeats")
+    return out
 
 
 def last_level_cache_bytes() -> int | None:
@@ -295,6 +333,7 @@ def _time(fn: Method, targets, preds, repeats: int) -> float:
         start = time.perf_counter()
         fn(targets, preds)
         times.append(time.perf_counter() - start)
+    _LAST_TIMES[:] = times
     return statistics.median(times)
 
 
@@ -354,8 +393,10 @@ def run_suite(images: int, repeats: int, threads_all: int, datasets: list[str], 
                     seconds = _time(fn, t_sub, p_sub, repeats)
                     mpix = t_sub.size / seconds / 1e6
                     mode = "batch" if "batch" in label or "memory" in label else "per image"
-                    rows.append(Row(name, dtype, mode, threads, label, mpix, note))
-                    log(f"  {name:17s} {dtype:6s} {threads:2d} thr  {label:40s} {mpix:10.1f} Mpix/s")
+                    spread = spread_of(_LAST_TIMES)
+                    rows.append(Row(name, dtype, mode, threads, label, mpix, note, spread=spread))
+                    log(f"  {name:17s} {dtype:6s} {threads:2d} thr  {label:40s} {mpix:10.1f} Mpix/s"
+                        f"  (spread {100 * spread:.0f}%)")
             if large_bytes:
                 rows += _beyond_cache(name, dtype, targets, preds, reference, large_bytes, threads_all, repeats, log)
     return rows
@@ -412,8 +453,8 @@ def threshold_sweep(threads: int, repeats: int, log=print) -> list[tuple[int, in
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = ["| data | dtype | threads | method | Mpix/s | x numpy | of memory limit |",
-             "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
+    lines = ["| data | dtype | threads | method | Mpix/s | spread | x numpy | of memory limit |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
         groups.setdefault((r.data, r.dtype), []).append(r)
@@ -423,9 +464,10 @@ def format_table(rows: list[Row]) -> str:
             limit = next((x.mpix_s for x in group if x.threads == r.threads and x.scope == r.scope
                           and x.method.startswith("memory")), float("nan"))
             if np.isnan(r.mpix_s):
-                lines.append(f"| {data} | {dtype} | {r.threads} | {r.method} | - | - | - | {r.note}")
+                lines.append(f"| {data} | {dtype} | {r.threads} | {r.method} | - | - | - | - | {r.note}")
                 continue
-            lines.append(f"| {data} | {dtype} | {r.threads} | {r.method} | {r.mpix_s:,.0f} | "
+            spread = "-" if not np.isfinite(r.spread) else f"{100 * r.spread:.0f}%"
+            lines.append(f"| {data} | {dtype} | {r.threads} | {r.method} | {r.mpix_s:,.0f} | {spread} | "
                          f"{r.mpix_s / numpy_rate:,.1f} | {100 * r.mpix_s / limit:.0f}% |")
     return "\n".join(lines)
 
@@ -494,16 +536,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.beyond_cache is not None and args.beyond_cache < 0:
         parser.error("--beyond-cache must be >= 0")
     large = beyond_cache_bytes() if args.beyond_cache is None else args.beyond_cache << 20
+    load_before = machine_load()
     rows = run_suite(args.images, args.repeats, threads_all, args.data, args.dtypes, args.slow_images,
                      large_bytes=large)
     table = format_table(rows)
     print()
     print(table)
+    print(f"\nspread: (slowest - fastest) / median of each measurement's {args.repeats} timed repeats")
+    warnings_ = busy_warnings(rows, load_before)
+    for line in warnings_:
+        print(f"warning: {line}", file=sys.stderr)
     if args.results:
         text = (f"# Benchmark results\n\n{header(threads_all)}\n\n"
                 f"Command: `ade20k-metrics bench {' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
                 f"{args.images} maps of 512x683 per data set ({args.slow_images} for the slowest peers), "
-                f"median of {args.repeats} runs.\n\n{table}\n")
+                f"median of {args.repeats} runs.\n\n{table}\n"
+                + "".join(f"\nWarning: {line}\n" for line in warnings_))
         tmp = args.results + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)

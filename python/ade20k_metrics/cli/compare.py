@@ -238,8 +238,16 @@ def run(args: argparse.Namespace, label_format, threads: int, progress) -> dict:
     return doc
 
 
-def finish(args: argparse.Namespace, doc: dict, env: dict) -> int:
-    """Print the comparison, then write every output asked for (all made in memory first)."""
+def reserve(args: argparse.Namespace, outputs) -> None:
+    """Every output asked for, reserved in an io.report.OutputSet before any work (an unwritable one fails now)."""
+    for option in OUTPUTS:
+        path = getattr(args, option)
+        if path is not None:
+            outputs.add("--" + option.replace("_", "-"), path)
+
+
+def finish(args: argparse.Namespace, doc: dict, env: dict, outputs) -> int:
+    """Print the comparison, then write every output asked for, all or none (``outputs``: an OutputSet)."""
     from ..io import report
     from ..io.latex import comparison_table
 
@@ -248,7 +256,7 @@ def finish(args: argparse.Namespace, doc: dict, env: dict) -> int:
     print(text_report(doc, args.top), end="")
     texts = []
     if args.json:
-        texts.append((args.json, None))
+        texts.append((args.json, json_text(doc)))
     if args.markdown:
         texts.append((args.markdown, markdown_report(doc, args.top)))
     if args.latex:
@@ -256,12 +264,23 @@ def finish(args: argparse.Namespace, doc: dict, env: dict) -> int:
     if args.per_image:
         texts.append((args.per_image, per_image_text(a, b)))
     for path, text in texts:
-        if text is None:
-            report.write_json(path, report._json_clean(doc))
-        else:
-            report.atomic_write_text(path, text)
+        outputs.write(path, lambda temporary, text=text: _write_text(temporary, text))
     if args.plot:
         from ..io.figures import comparison_figure
 
-        comparison_figure(args.plot, doc)
+        comparison_figure(args.plot, doc, outputs=outputs)
+    outputs.commit()
     return 0
+
+
+def json_text(doc: dict) -> str:
+    import json
+
+    from ..io.report import _json_clean
+
+    return json.dumps(_json_clean(doc), indent=1, allow_nan=False) + "\n"
+
+
+def _write_text(path, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)

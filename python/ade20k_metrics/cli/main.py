@@ -17,6 +17,23 @@ import time
 import numpy as np
 
 CONVENTIONS = ("mmseg", "torchmetrics", "detectron2", "csail")
+
+DESCRIPTION = """\
+Semantic-segmentation metrics for ADE20K and any label-map benchmark: scores
+folders of predicted label PNGs against ground truth (confusion matrix, IoU,
+mIoU, accuracy) exactly as mmseg, torchmetrics, detectron2 or the ADE20K
+devkit count them, with confidence intervals, paired comparisons of two runs,
+per-image results, LaTeX tables and figures.
+
+examples:
+  ade20k-metrics evaluate PRED_DIR GT_DIR --ci 0.95 --json run.json --latex run.tex --plot run.pdf
+  ade20k-metrics compare BASELINE_DIR PRED_DIR GT_DIR --markdown compare.md --latex compare.tex
+  ade20k-metrics demo
+
+Exit status: 0 success, 1 bad input (missing counterparts, unreadable or
+wrong images, out-of-range labels, an output that cannot be written, a
+missing optional library), 2 usage (bad options, a folder that does not
+exist), 130 interrupted."""
 EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
 _MISSING_SHOWN = 10
 
@@ -74,6 +91,7 @@ class _Progress:
     def __init__(self, total: int, enabled: bool, desc: str = "evaluate"):
         self.total = total
         self.enabled = enabled
+        self._desc = desc
         self._tqdm = None
         self._start = time.perf_counter()
         self._last_draw = self._start  # first line after a moment, when the rate means something
@@ -101,7 +119,7 @@ class _Progress:
         rate = done / max(now - self._start, 1e-9)
         left = (self.total - done) / rate if rate > 0 else math.inf
         eta = f"{int(left) // 60}:{int(left) % 60:02d}" if math.isfinite(left) else "?"
-        sys.stderr.write(f"\revaluate: {done}/{self.total} pairs ({100 * done / max(self.total, 1):3.0f}%), "
+        sys.stderr.write(f"\r{self._desc}: {done}/{self.total} pairs ({100 * done / max(self.total, 1):3.0f}%), "
                          f"{rate:.0f} pairs/s, {eta} left ")
         sys.stderr.flush()
 
@@ -112,7 +130,11 @@ class _Progress:
             self._tqdm.close()
         else:
             sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+        # What the bar showed, kept: pairs, seconds and pairs per second of the whole run.
+        seconds = time.perf_counter() - self._start
+        sys.stderr.write(f"{self._desc}: {self._done} pairs in {seconds:.1f} s "
+                         f"({self._done / max(seconds, 1e-9):.0f} pairs/s)\n")
+        sys.stderr.flush()
 
 
 # -- shared option handling ---------------------------------------------------------------------------
@@ -163,8 +185,11 @@ def _add_label_format_options(p: argparse.ArgumentParser) -> None:
                    help="ground-truth label never evaluated, or 'none' (default: 255)")
     p.add_argument("--pred-zero-based", action="store_true",
                    help="predictions hold class ids 0..K-1 (default: the official 1..K format)")
-    p.add_argument("--gt-zero-based", action="store_true",
+    p.add_argument("--gt-zero-based", "--no-reduce-zero-label", action="store_true",
                    help="ground truth holds 0..K-1 (default: ADE20K's 1..K with 0 = other, not evaluated)")
+    p.add_argument("--reduce-zero-label", action="store_true",
+                   help="mmseg's name for the default: ground truth 0 = other (not evaluated), k -> class k-1; "
+                        "--no-reduce-zero-label is --gt-zero-based")
     p.add_argument("--resize", choices=["nearest"], default=None,
                    help="resize predictions whose size differs from the ground truth (nearest neighbour, "
                         "as the ADE20K devkit does); default: such a pair is an error")
@@ -176,6 +201,9 @@ def _label_format(args: argparse.Namespace):
 
     if args.num_classes > MAX_CLASSES:
         raise UsageError(f"--num-classes must be at most {MAX_CLASSES}, got {args.num_classes}")
+    if args.reduce_zero_label and args.gt_zero_based:
+        raise UsageError("--reduce-zero-label (ground truth 0 = other) contradicts --gt-zero-based / "
+                         "--no-reduce-zero-label (ground truth 0..K-1)")
     return LabelFormat(num_classes=args.num_classes, ignore_index=args.ignore_index,
                        gt_zero_based=args.gt_zero_based, pred_zero_based=args.pred_zero_based, resize=args.resize)
 
@@ -198,6 +226,13 @@ def _list_names(names: tuple[str, ...]) -> str:
 # -- evaluate -----------------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..io.report import OutputSet
+
+    with OutputSet() as research_outputs:  # --per-image and --latex: written together, or not at all
+        return _evaluate(args, research_outputs)
+
+
+def _evaluate(args: argparse.Namespace, research_outputs) -> int:
     from ..core.threads import resolve_threads
     from ..io import report
     from ..io.label_files import evaluate_pairs, pair_folders
@@ -218,6 +253,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.plot or args.leaderboard_plot:
         report.import_pyplot()
     threads = resolve_threads(args.threads)
+    research.reserve(args, research_outputs)
 
     pairing = pair_folders(args.pred_dir, args.gt_dir)
     missing = []
@@ -238,6 +274,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not pairing.pairs:
         _error(f"no PNG pairs found (prediction folder {args.pred_dir}, ground-truth folder {args.gt_dir})")
         return EXIT_BAD_INPUT
+    if args.params is not None or args.leaderboard_plot:  # before the work: can this run be ranked at all?
+        from .leaderboard import protocol_problems
+
+        problems = protocol_problems(label_format.num_classes, len(pairing.pairs))
+        if problems and not args.rank_anyway:
+            raise UsageError("not ranked on the ADE20K leaderboard: " + "; ".join(problems)
+                             + " (pass --rank-anyway to rank it all the same, marked as not comparable)")
 
     progress = _Progress(len(pairing.pairs), enabled=not args.quiet and sys.stderr.isatty())
     started = time.perf_counter()
@@ -266,8 +309,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from . import leaderboard
 
         ranked = leaderboard.with_result(leaderboard.published(), 100 * scalars["miou"], args.params, args.name)
+        problems = leaderboard.protocol_problems(label_format.num_classes, len(pairing.pairs))
+        protocol = (f"{label_format.num_classes} classes, {len(pairing.pairs):,} images, {args.convention} convention"
+                    + ("; NOT COMPARABLE: " + "; ".join(problems) if problems else ""))
         print()
-        print(f"ADE20K leaderboard with {args.name} inserted (mIoU in percent, params in millions):")
+        print(f"ADE20K leaderboard with {args.name} inserted (mIoU in percent, params in millions; this run: "
+              f"{protocol}):")
         print(leaderboard.format_table(ranked), end="")
         print(leaderboard.verdict(ranked))
 
@@ -289,8 +336,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     if args.json:
         report.write_json(args.json, research.extend_report(report.report_dict(cm.matrix, metrics, classes, env), ci))
-    for path, text in research.output_texts(args, cm, scalars, rows, ci, len(pairing.pairs)):
-        report.atomic_write_text(path, text)
+    research.write(research_outputs, research.output_texts(args, cm, scalars, rows, ci, len(pairing.pairs)))
     if args.csv:
         report.atomic_write_text(args.csv, report.csv_text(rows))
     if args.markdown:
@@ -304,7 +350,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.leaderboard_plot:
         from . import leaderboard
 
-        leaderboard.plot(args.leaderboard_plot, ranked)
+        leaderboard.plot(args.leaderboard_plot, ranked, protocol=protocol)
     return EXIT_OK
 
 
@@ -327,13 +373,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         report.import_pyplot()
     threads = resolve_threads(args.threads)
     started = time.perf_counter()
-    doc = compare.run(args, label_format, threads,
-                      lambda n: _Progress(n, enabled=not args.quiet and sys.stderr.isatty(), desc="compare"))
-    env = report.environment(command=shlex.join(["ade20k-metrics", *args.argv]), threads=threads,
-                             convention=args.convention, **label_format.describe(), baseline_folder=args.pred_a,
-                             other_folder=args.pred_b, ground_truth_folder=args.gt_dir,
-                             seconds=round(time.perf_counter() - started, 3))
-    return compare.finish(args, doc, env)
+    with report.OutputSet() as outputs:  # every output written, or none
+        compare.reserve(args, outputs)
+        doc = compare.run(args, label_format, threads,
+                          lambda n: _Progress(n, enabled=not args.quiet and sys.stderr.isatty(), desc="compare"))
+        env = report.environment(command=shlex.join(["ade20k-metrics", *args.argv]), threads=threads,
+                                 convention=args.convention, **label_format.describe(), baseline_folder=args.pred_a,
+                                 other_folder=args.pred_b, ground_truth_folder=args.gt_dir,
+                                 seconds=round(time.perf_counter() - started, 3))
+        return compare.finish(args, doc, env, outputs)
 
 
 # -- show ---------------------------------------------------------------------------------------------
@@ -407,6 +455,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     print(leaderboard.format_table(entries), end="")
     if args.miou is not None:
         print(leaderboard.verdict(entries))
+        print("note: the table's figures are ADE20K-150 on the full validation set (2,000 images); a --miou "
+              "from another protocol does not rank against them")
+    if args.sources:
+        print()
+        print(leaderboard.format_sources(entries), end="")
     if args.plot:
         leaderboard.plot(args.plot, entries)
     return EXIT_OK
@@ -433,8 +486,11 @@ def cmd_bench(argv: list[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import research
 
-    parser = argparse.ArgumentParser(prog="ade20k-metrics", description=__doc__,
+    from .._version import __version__
+
+    parser = argparse.ArgumentParser(prog="ade20k-metrics", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ade20k-metrics {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser(
@@ -462,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--name", default="this run", help="the run's name in reports and the leaderboard")
     ev.add_argument("--leaderboard-plot", metavar="FILE.png",
                     help="draw the leaderboard's mIoU against size with this run (needs matplotlib)")
+    ev.add_argument("--rank-anyway", action="store_true",
+                    help="rank a run that is not ADE20K-150 on the full validation set (2,000 images) on the "
+                         "leaderboard, marked as not comparable (default: refused)")
     research.add_evaluate_options(ev)
     ev.set_defaults(func=cmd_evaluate)
 
@@ -492,12 +551,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_label_format_options(show)
     show.set_defaults(func=cmd_show)
 
-    board = sub.add_parser("leaderboard", help="published ADE20K results, optionally with yours ranked among them")
+    board = sub.add_parser("leaderboard", help="published ADE20K results, optionally with yours ranked among them",
+                           description="The published ADE20K-150 validation mIoU of well-known models, with "
+                                       "parameter counts, test scale and the paper each figure comes from; "
+                                       "give --miou (and --params) to see where a result of yours would rank "
+                                       "and whether it is on the efficiency frontier.")
     board.add_argument("--miou", type=_percent, default=None, metavar="X", help="your mIoU in percent")
     board.add_argument("--params", type=_positive_float, default=None, metavar="M",
                        help="your model's size in millions of parameters")
     board.add_argument("--name", default="this result", help="your result's name in the table")
     board.add_argument("--plot", metavar="FILE.png", help="draw mIoU against size with the efficiency frontier")
+    board.add_argument("--sources", action="store_true",
+                       help="list where each published figure comes from (paper, table, test scale, status)")
     board.set_defaults(func=cmd_leaderboard)
 
     bench = sub.add_parser("bench", add_help=False, help="benchmark the kernel against its peers on this machine "
@@ -505,7 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=lambda args: cmd_bench(args.bench_args))
 
-    demo = sub.add_parser("demo", help="score the bundled real ADE20K annotations against simulated predictions")
+    demo = sub.add_parser("demo", help="score the bundled real ADE20K annotations against simulated predictions",
+                          description="A first look without any data: scores the three real ADE20K validation "
+                                      "annotations shipped with the package against simulated predictions and "
+                                      "prints the per-class table, the means and the kernel in use.")
     demo.add_argument("--threads", type=int, default=None, help="kernel threads (default: all available)")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -513,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from ..io.label_files import InputError
-    from ..io.report import MissingDependencyError
+    from ..io.report import MissingDependencyError, OutputError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
@@ -533,6 +601,9 @@ def main(argv: list[str] | None = None) -> int:
         _error(str(e))
         return EXIT_BAD_INPUT
     except MissingDependencyError as e:
+        _error(str(e))
+        return EXIT_BAD_INPUT
+    except OutputError as e:  # an output that cannot be written (io.report.OutputSet); none was replaced
         _error(str(e))
         return EXIT_BAD_INPUT
     except OSError as e:  # e.g. an output file that cannot be written

@@ -102,6 +102,26 @@ def _finite(x):
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
+def reserve(args: argparse.Namespace, outputs) -> None:
+    """--per-image and --latex reserved in an io.report.OutputSet before the work (an unwritable one fails now)."""
+    for option in OUTPUTS:
+        path = getattr(args, option)
+        if path is not None:
+            outputs.add("--" + option.replace("_", "-"), path)
+
+
+def write(outputs, texts: list[tuple[str, str]]) -> None:
+    """Fill the reserved outputs and rename them all together."""
+    for path, text in texts:
+        outputs.write(path, lambda temporary, text=text: _write_text(temporary, text))
+    outputs.commit()
+
+
+def _write_text(path, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+
+
 def output_texts(args: argparse.Namespace, stats, scalars: dict, rows: list[dict], ci: dict | None,
                  images: int) -> list[tuple[str, str]]:
     """(path, text) of every research output asked for, all made before any is written."""

@@ -22,12 +22,30 @@ NAME_POINTS = 7
 ABSENT_COLOUR = "#9a9a9a"
 
 
-def save(fig, path) -> None:
-    """Render in memory first (a drawing error leaves no file), then write atomically."""
+def render(fig, path) -> bytes:
+    """The figure as the file ``path`` would hold it (format from the suffix), in memory."""
     fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=DPI, bbox_inches="tight")
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return buffer.getvalue()
+
+
+def save(fig, path, outputs=None) -> None:
+    """Render in memory first (a drawing error leaves no file), then write atomically.
+
+    With ``outputs`` (an io.report.OutputSet that holds ``path``) the bytes go
+    to its temporary, renamed with the run's other outputs on commit.
+    """
+    data = render(fig, path)
+    if outputs is None:
+        atomic_write(path, lambda f: f.write(data))
+    else:
+        outputs.write(path, lambda temporary: _write_bytes(temporary, data))
+
+
+def _write_bytes(path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def _colour(classes: ClassInfo, c: int) -> str:
@@ -169,7 +187,7 @@ def evaluation_figure(path, matrix: np.ndarray, metrics, classes: ClassInfo, *, 
         plt.close(fig)
 
 
-def comparison_figure(path, doc: dict, *, count: int = 30) -> None:
+def comparison_figure(path, doc: dict, *, count: int = 30, outputs=None) -> None:
     """The classes whose IoU changed most between two runs, with their paired intervals."""
     plt = import_pyplot()
     rows = [c for c in doc["per_class"] if c["delta"] is not None][:count]
@@ -198,7 +216,7 @@ def comparison_figure(path, doc: dict, *, count: int = 30) -> None:
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     try:
-        save(fig, path)
+        save(fig, path, outputs)
     finally:
         plt.close(fig)
 

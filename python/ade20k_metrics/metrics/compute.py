@@ -258,6 +258,18 @@ class Metrics:
             raise TypeError(f"mask must be booleans or class indices, got dtype {selected.dtype}")
         return float(_nanmean(values))
 
+    def to_pandas(self, names=None):
+        """Per-class results as a pandas DataFrame (``attrs``: convention and means); needs the pandas extra."""
+        from .tables import metrics_frame
+
+        return metrics_frame(self, names)
+
+    def _repr_html_(self) -> str:
+        """The means and a collapsible per-class table, for notebooks."""
+        from .tables import metrics_html
+
+        return metrics_html(self)
+
     def table(self, names=None, *, digits: int = 4) -> str:
         """A per-class table (fractions) with class names and pixel counts.
 
