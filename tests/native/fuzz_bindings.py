@@ -88,13 +88,13 @@ def out_array(fdp, k: int):
     prefill = pick(fdp, [0, 1, 2**62, 2**63 - 1])
     out = np.full((k, k), prefill, np.int64)
     if kind == 6:
-        return out.astype(np.int32), False
-    if kind == 7:
-        return np.zeros((k, k + 1), np.int64)[:, :k], False
-    if kind == 8:
+        out = out.astype(np.int32)
+    elif kind == 7:
+        out = np.zeros((k, k + 1), np.int64)[:, :k]  # C-contiguous all the same when k == 1
+    elif kind == 8:
         out.flags.writeable = False
-        return out, False
-    return out, True
+    usable = out.dtype == np.int64 and out.flags.c_contiguous and out.flags.writeable
+    return out, usable
 
 
 def options(fdp, names):
