@@ -33,6 +33,7 @@ inline bool native_order(const py::dtype& dt) {
 struct LabelType {
     int bytes;
     bool is_signed;
+    bool is_bool = false;  // a bool array: any nonzero byte is label 1
 };
 
 inline LabelType label_type(const py::array& a, const char* name) {
@@ -47,7 +48,7 @@ inline LabelType label_type(const py::array& a, const char* name) {
     if (!native_order(dt)) {
         throw py::value_error(std::string(name) + " has non-native byte order; convert it first");
     }
-    return {bytes, kind == 'i'};
+    return {bytes, kind == 'i', kind == 'b'};
 }
 
 // Largest unsigned raw value below which labels are classes (see labels.hpp).
@@ -112,6 +113,7 @@ inline am::TargetCoding target_coding(LabelType tt, int64_t num_classes, std::op
     am::TargetCoding tc;
     tc.num_classes = num_classes;
     tc.limit = class_limit(num_classes, tt);
+    tc.boolean = tt.is_bool;
     if (ignore_index) {
         if (auto bits = bits_in(*ignore_index, tt)) {
             tc.has_ignore = true;

@@ -164,6 +164,7 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     am::PredCoding pc;
     pc.num_classes = num_classes;
     pc.limit = class_limit(num_classes, pt);
+    pc.boolean = pt.is_bool;
 
     const int nd = static_cast<int>(target.ndim());
     if (nd > am::kMaxDims) throw py::value_error("more than 64 dimensions");

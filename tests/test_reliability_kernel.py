@@ -493,3 +493,33 @@ def test_large_k_counts_exactly_on_every_path():
         for threads in (1, 3):
             got = am.confusion_matrix(p, t, k, ignore_index=None, n_threads=threads)
             np.testing.assert_array_equal(got, expected)
+
+
+# ---------------------------------------------------------------------------
+# Found by the coverage-guided fuzzer (tests/native/fuzz_bindings.py)
+# ---------------------------------------------------------------------------
+
+def test_bool_labels_whose_bytes_are_not_0_or_1_count_as_true():
+    # np.frombuffer (or a view) can give a bool array whose True bytes are 102,
+    # 255, ...; NumPy reads them all as True (1), and so must the kernel, which
+    # counted such a pixel as label 102.
+    b = np.frombuffer(bytes([102, 0, 1, 255, 2] * 20_000), dtype=np.bool_)
+    t = np.tile(np.array([1, 0, 1, 1, 0], np.uint8), 20_000)
+    expected = np.zeros((300, 300), np.int64)
+    expected[1, 1], expected[0, 0], expected[0, 1] = 60_000, 20_000, 20_000  # by hand: bytes 102, 1, 255 -> True
+    np.testing.assert_array_equal(am.confusion_matrix(b, t, 300, ignore_index=None), expected)
+    np.testing.assert_array_equal(am.confusion_matrix(b[:5], t[:5], 300, ignore_index=None), expected // 20_000)
+    np.testing.assert_array_equal(am.confusion_matrix(t, b, 300, ignore_index=None), expected.T)
+    # the binding itself, on every path: bool target and pred (4 True, 1 False in 5),
+    # with ignore_index 255 matching no bool
+    for options in ({}, {"direct_below": 0, "min_pixels_per_thread": 1}, {"direct_below": 1 << 40},
+                    {"direct_below": 0, "private_up_to": 0, "keep_up_to": 0}, {"isa": 0, "direct_below": 0}):
+        for k in (2, 300, 1100):
+            out = np.zeros((k, k), np.int64)
+            assert _core.accumulate(b, b, out, k, 255, n_threads=2, **options)[:2] == (0, 0)
+            assert (int(out[1, 1]), int(out[0, 0]), int(out.sum())) == (80_000, 20_000, 100_000), (options, k)
+    scores = np.zeros((2, b.size), np.float32)
+    scores[1] = 1.0
+    out = np.zeros((2, 2), np.int64)
+    _core.accumulate_argmax(b, scores, 0, 0, out, 2, None, n_threads=2, min_scores_per_thread=1)
+    np.testing.assert_array_equal(out, [[0, 20_000], [0, 80_000]])

@@ -323,7 +323,7 @@ struct RowCoder<uint8_t> {
     uint32_t row[256];
     RowCoder(const TargetCoding& c, uint32_t w) : RowCoder(TargetCoder<uint8_t>(c), w) {}
     RowCoder(const TargetCoder<uint8_t>& coder, uint32_t w) {
-        for (int v = 0; v < 256; ++v) row[v] = coder(static_cast<uint8_t>(v)) * w;
+        for (int v = 0; v < 256; ++v) row[v] = coder(static_cast<uint8_t>(coder.boolean && v != 0 ? 1 : v)) * w;
     }
     AM_INLINE uint32_t operator()(uint8_t v) const { return row[v]; }
 };
@@ -341,7 +341,7 @@ struct ColCoder<uint8_t> {
     uint32_t col[256];
     explicit ColCoder(const PredCoding& c) : ColCoder(PredCoder<uint8_t>(c)) {}
     explicit ColCoder(const PredCoder<uint8_t>& coder) {
-        for (int v = 0; v < 256; ++v) col[v] = coder(static_cast<uint8_t>(v));
+        for (int v = 0; v < 256; ++v) col[v] = coder(static_cast<uint8_t>(coder.boolean && v != 0 ? 1 : v));
     }
     AM_INLINE uint32_t operator()(uint8_t v) const { return col[v]; }
 };
@@ -354,8 +354,8 @@ struct Coders {
     SimpleCoding64 simple64;  // the same for 64-bit labels
     Coders(const TargetCoding& tc, const PredCoding& pc)
         : row(tc, static_cast<uint32_t>(table_cols(tc.num_classes))), col(pc) {
-        if (sizeof(T) == 1 && sizeof(P) == 1 && tc.lut == nullptr && !tc.reduce_zero_label &&
-            table_bins(tc.num_classes) <= (int64_t(1) << 16)) {
+        if (sizeof(T) == 1 && sizeof(P) == 1 && tc.lut == nullptr && !tc.reduce_zero_label && !tc.boolean &&
+            !pc.boolean && table_bins(tc.num_classes) <= (int64_t(1) << 16)) {
             simple.ok = true;
             simple.k = static_cast<uint16_t>(tc.num_classes);
             simple.width = static_cast<uint16_t>(table_cols(tc.num_classes));

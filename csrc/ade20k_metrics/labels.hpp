@@ -33,11 +33,15 @@ struct TargetCoding {
     bool reduce_zero_label = false;
     uint64_t type_min_bits = 0;  // smallest value of the type (v - 1 would wrap)
     bool type_min_reduces_to_ignore = false;  // ignore_index == type minimum - 1
+    // The bytes of a bool array: any nonzero byte is True, label 1 (NumPy's
+    // rule; frombuffer or a view can make bytes other than 0 and 1).
+    bool boolean = false;
 };
 
 struct PredCoding {
     int64_t num_classes = 0;
     uint64_t limit = 0;
+    bool boolean = false;  // as TargetCoding::boolean
 };
 
 template <class T>
@@ -52,6 +56,7 @@ struct TargetCoder {
     bool reduce;
     T type_min;
     bool type_min_reduces_to_ignore;
+    bool boolean;  // applied where raw values are tabulated (RowCoder<uint8_t>), not per call
 
     explicit TargetCoder(const TargetCoding& c)
         : k(static_cast<uint32_t>(c.num_classes)),
@@ -63,7 +68,8 @@ struct TargetCoder {
           lut_size(c.lut ? c.lut_size : 0),
           reduce(c.reduce_zero_label),
           type_min(static_cast<T>(c.type_min_bits)),
-          type_min_reduces_to_ignore(c.type_min_reduces_to_ignore) {}
+          type_min_reduces_to_ignore(c.type_min_reduces_to_ignore),
+          boolean(c.boolean) {}
 
     inline uint32_t operator()(T v) const {
         // Unsigned wrap-around makes this one test for lo <= v < lo + size.
@@ -84,9 +90,10 @@ template <class T>
 struct PredCoder {
     uint32_t k;
     uint64_t limit;
+    bool boolean;  // as TargetCoder::boolean
 
     explicit PredCoder(const PredCoding& c)
-        : k(static_cast<uint32_t>(c.num_classes)), limit(c.limit) {}
+        : k(static_cast<uint32_t>(c.num_classes)), limit(c.limit), boolean(c.boolean) {}
 
     inline uint32_t operator()(T v) const {
         return static_cast<uint64_t>(v) < limit ? static_cast<uint32_t>(v) : k;

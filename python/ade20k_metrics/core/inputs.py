@@ -101,7 +101,10 @@ def as_labels(x, name: str) -> np.ndarray:
         arr = arr.astype(np.int64)  # an empty list has no dtype of its own: it counts nothing
     kind = arr.dtype.kind
     if kind == "b":
-        arr = arr.view(np.uint8)
+        # The kernel reads a bool's byte as its label.  NumPy's own bools are
+        # 0 or 1, but np.frombuffer or a view can hold any nonzero byte for True.
+        bytes_ = arr.view(np.uint8)
+        arr = bytes_ if bytes_.size == 0 or int(bytes_.max()) <= 1 else (bytes_ != 0).view(np.uint8)
     elif kind not in "iu":
         what = {"f": "floating-point", "c": "complex", "O": "object", "U": "string", "S": "bytes"}.get(
             kind, arr.dtype.name
