@@ -9,8 +9,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <new>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,12 +53,8 @@ public:
         if (!nested_) busy() = true;
     }
     ~TablesLease() {
-        tables_.region.clear();
-        tables_.boundary.clear();
-        if (tables_.region.capacity > am::kKeepBoundaryTablesUpTo) {
-            tables_.region.release();
-            tables_.boundary.release();
-        }
+        tables_.pairs.clear();
+        if (tables_.pairs.capacity > am::kKeepBoundaryTablesUpTo) tables_.pairs.release();
         if (!nested_) busy() = false;
     }
     TablesLease(const TablesLease&) = delete;
@@ -146,31 +144,63 @@ py::tuple accumulate_boundary(const py::array& target, const py::array& pred, py
     // With the GIL held again, so concurrent updates of one accumulator do not interleave.
     const int64_t k = num_classes, cols = k + 1;
     int64_t invalid_target = 0, invalid_pred = 0;
-    const am::SparseCounts& region = tables.region;
-    const am::SparseCounts& band = tables.boundary;
-    for (int64_t j = 0; j < region.n_touched; ++j) {
-        const int64_t bin = region.touched[j], row = bin / cols, col = bin % cols;
-        if (row == k + 1) invalid_target += region.counts[bin];
-        else if (row < k && col == k) invalid_pred += region.counts[bin];
-    }
+    am::for_each_count(
+        tables, k,
+        [&](uint64_t cell, int64_t v) {
+            const auto row = static_cast<int64_t>(cell) / cols, col = static_cast<int64_t>(cell) % cols;
+            if (row == k + 1) invalid_target += v;
+            else if (row < k && col == k) invalid_pred += v;
+        },
+        [](uint64_t, int64_t) {});
     if (invalid_target != 0 || invalid_pred != 0) return py::make_tuple(invalid_target, invalid_pred, res.threads);
-    bool fits = true;
-    for (int64_t j = 0; j < region.n_touched; ++j) {
-        const int64_t bin = region.touched[j], row = bin / cols, col = bin % cols;
-        int64_t sum = 0;
-        if (row < k && col < k) fits = fits && !__builtin_add_overflow(out_data[row * k + col], region.counts[bin], &sum);
+    // Overflow: a quick bound (no entry can grow by more than every count together), and only
+    // where that bound fails the exact sums (a destination may receive up to four table bins).
+    int64_t total = 0;
+    for (int64_t j = 0; j < tables.pairs.n_touched; ++j) total += tables.pairs.counts[tables.pairs.touched[j]];
+    bool near_limit = false;
+    auto region_index = [&](uint64_t cell) -> int64_t {
+        const auto row = static_cast<int64_t>(cell) / cols, col = static_cast<int64_t>(cell) % cols;
+        return row < k && col < k ? row * k + col : -1;
+    };
+    int64_t sum = 0;
+    am::for_each_count(
+        tables, k,
+        [&](uint64_t cell, int64_t) {
+            const int64_t at = region_index(cell);
+            if (at >= 0) near_limit = near_limit || __builtin_add_overflow(out_data[at], total, &sum);
+        },
+        [&](uint64_t bin, int64_t) { near_limit = near_limit || __builtin_add_overflow(bout[bin], total, &sum); });
+    if (near_limit) {
+        std::vector<std::pair<int64_t, int64_t>> region, band;  // (destination, count)
+        am::for_each_count(
+            tables, k,
+            [&](uint64_t cell, int64_t v) {
+                const int64_t at = region_index(cell);
+                if (at >= 0) region.emplace_back(at, v);
+            },
+            [&](uint64_t bin, int64_t v) { band.emplace_back(static_cast<int64_t>(bin), v); });
+        bool fits = true;
+        auto check = [&](std::vector<std::pair<int64_t, int64_t>>& adds, const int64_t* dst) {
+            std::sort(adds.begin(), adds.end());
+            for (size_t j = 0; j < adds.size();) {
+                int64_t part = 0;
+                size_t e = j;
+                for (; e < adds.size() && adds[e].first == adds[j].first; ++e) part += adds[e].second;
+                fits = fits && !__builtin_add_overflow(dst[adds[j].first], part, &sum);
+                j = e;
+            }
+        };
+        check(region, out_data);
+        check(band, bout);
+        if (!fits) raise_overflow();
     }
-    for (int64_t j = 0; j < band.n_touched; ++j) {
-        const int64_t bin = band.touched[j];
-        int64_t sum = 0;
-        fits = fits && !__builtin_add_overflow(bout[bin], band.counts[bin], &sum);
-    }
-    if (!fits) raise_overflow();
-    for (int64_t j = 0; j < region.n_touched; ++j) {
-        const int64_t bin = region.touched[j], row = bin / cols, col = bin % cols;
-        if (row < k && col < k) out_data[row * k + col] += region.counts[bin];
-    }
-    for (int64_t j = 0; j < band.n_touched; ++j) bout[band.touched[j]] += band.counts[band.touched[j]];
+    am::for_each_count(
+        tables, k,
+        [&](uint64_t cell, int64_t v) {
+            const int64_t at = region_index(cell);
+            if (at >= 0) out_data[at] += v;
+        },
+        [&](uint64_t bin, int64_t v) { bout[bin] += v; });
     return py::make_tuple(invalid_target, invalid_pred, res.threads);
 }
 
