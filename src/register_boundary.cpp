@@ -10,6 +10,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <new>
 #include <utility>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "ade20k_metrics/bfscore.hpp"
 #include "ade20k_metrics/boundary.hpp"
 #include "binding_common.hpp"
 
@@ -204,6 +206,61 @@ py::tuple accumulate_boundary(const py::array& target, const py::array& pred, py
     return py::make_tuple(invalid_target, invalid_pred, res.threads);
 }
 
+// BF scores of the maps along the last two axes: (f1_sum (K,) float64,
+// f1_count (K,) int64, image_mean_sum, images_scored).  Labels that are no
+// class are skipped (the region count reports them).
+py::tuple bf_scores(const py::array& target, const py::array& pred, int64_t num_classes,
+                    std::optional<int64_t> ignore_index, std::optional<py::array> lut, int64_t lut_lo,
+                    bool reduce_zero_label, double theta, int n_threads) {
+    check_counts(num_classes, n_threads);
+    const LabelType tt = label_type(target, "target");
+    const LabelType pt = label_type(pred, "pred");
+    const int nd = static_cast<int>(target.ndim());
+    if (target.ndim() != pred.ndim() || nd < 2 || nd > am::kMaxDims) {
+        throw py::value_error("target and pred must be maps of equal rank, at least 2 dimensions (..., H, W)");
+    }
+    for (int a = 0; a < nd; ++a) {
+        if (target.shape(a) != pred.shape(a)) throw py::value_error("target and pred differ in shape");
+    }
+    if (!(theta > 0) || !std::isfinite(theta)) throw py::value_error("theta must be positive and finite");
+    const am::TargetCoding tc = target_coding(tt, num_classes, ignore_index, lut, lut_lo, reduce_zero_label);
+    am::PredCoding pc;
+    pc.num_classes = num_classes;
+    pc.limit = class_limit(num_classes, pt);
+    am::BoundaryGeometry g;
+    g.height = target.shape(nd - 2);
+    g.width = target.shape(nd - 1);
+    g.t_row = target.strides(nd - 2);
+    g.t_col = target.strides(nd - 1);
+    g.p_row = pred.strides(nd - 2);
+    g.p_col = pred.strides(nd - 1);
+    g.lead_ndim = nd - 2;
+    for (int a = 0; a < nd - 2; ++a) {
+        g.lead_shape[a] = target.shape(a);
+        g.t_lead[a] = target.strides(a);
+        g.p_lead[a] = pred.strides(a);
+        g.images *= target.shape(a);
+    }
+    py::array_t<double> f1_sum(num_classes);
+    py::array_t<int64_t> f1_count(num_classes);
+    std::fill(f1_sum.mutable_data(), f1_sum.mutable_data() + num_classes, 0.0);
+    std::fill(f1_count.mutable_data(), f1_count.mutable_data() + num_classes, int64_t(0));
+    double image_mean_sum = 0;
+    int64_t images_scored = 0;
+    am::BfSums sums;
+    sums.f1_sum = f1_sum.mutable_data();
+    sums.f1_count = f1_count.mutable_data();
+    sums.image_mean_sum = &image_mean_sum;
+    sums.images_scored = &images_scored;
+    {
+        py::gil_scoped_release release;
+        with_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
+            return am::bf_scores<decltype(t), decltype(p)>(target.data(), pred.data(), g, tc, pc, theta, n_threads, sums);
+        });
+    }
+    return py::make_tuple(f1_sum, f1_count, image_mean_sum, images_scored);
+}
+
 }  // namespace
 
 void register_boundary(py::module_& m) {
@@ -215,4 +272,8 @@ void register_boundary(py::module_& m) {
           py::arg("min_pixels_per_thread") = defaults.min_pixels_per_thread, py::arg("isa") = -1,
           "Add the region (K, K) and boundary (K+1, K+1) counts of the maps along the last two axes to out and "
           "boundary_out unless a label is invalid; returns (invalid_target, invalid_pred, threads_used).");
+    m.def("bf_scores", &bf_scores, py::arg("target"), py::arg("pred"), py::arg("num_classes"), py::arg("ignore_index"),
+          py::arg("lut") = py::none(), py::arg("lut_lo") = 0, py::arg("reduce_zero_label") = false,
+          py::arg("theta") = 1.0, py::arg("n_threads") = 1,
+          "BF scores of the maps along the last two axes: (f1_sum, f1_count, image_mean_sum, images_scored).");
 }

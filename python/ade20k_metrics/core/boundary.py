@@ -48,6 +48,11 @@ def dilation_pixels(height: int, width: int, ratio: float) -> int:
     return max(1, int(round(ratio * math.sqrt(float(height) * height + float(width) * width))))
 
 
+def f1_theta(height: int, width: int, ratio: float) -> float:
+    """The BF threshold in pixels: ratio times the image diagonal (float64, not rounded)."""
+    return ratio * math.sqrt(float(height) * height + float(width) * width)
+
+
 def check_maps(pred: np.ndarray, target: np.ndarray) -> None:
     check_pair(pred, target)
     if pred.ndim < 2:
@@ -68,6 +73,21 @@ def count_boundary(pred: np.ndarray, target: np.ndarray, out: np.ndarray, bounda
         dilation_pixels(h, w, ratio), kernel_threads(n_threads), **_BOUNDARY_OPTIONS)
     if bad_target or bad_pred:
         _raise_invalid(pred, target, num_classes, ignore_index, bad_target, bad_pred, lookup)
+
+
+def count_bf(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int | None, n_threads: int,
+             lookup: tuple | None, ratio: float) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """BF scores of one map or a batch: (f1_sum (K,), f1_count (K,), sum of per-image means, images scored).
+
+    Labels that are no class are skipped: count the region pairs too (count_boundary) to have them reported.
+    """
+    check_maps(pred, target)
+    h, w = target.shape[-2:]
+    lut, lut_lo, reduce_zero_label, _ = lookup if lookup is not None else (None, 0, False, None)
+    f1_sum, f1_count, image_sum, images = _core.bf_scores(
+        target, pred, num_classes, ignore_index, lut, lut_lo, reduce_zero_label, f1_theta(h, w, ratio),
+        kernel_threads(n_threads))
+    return f1_sum, f1_count, float(image_sum), int(images)
 
 
 def band_iou(boundary_matrix: np.ndarray) -> np.ndarray:
