@@ -445,10 +445,9 @@ def _boundary_iou_metrics(boundary_matrix, k: int, convention: str) -> dict:
 
 def _boundary_f1_metrics(boundary_f1, k: int) -> dict:
     """BF score per class (mean over the images where defined, NaN where none) and its NaN-mean."""
-    try:
-        f1_sum, f1_count = boundary_f1
-    except (TypeError, ValueError):
-        raise TypeError("boundary_f1 must be a pair (f1_sum, f1_count) of (K,) arrays") from None
+    if not isinstance(boundary_f1, (tuple, list)) or len(boundary_f1) != 2:
+        raise TypeError(f"boundary_f1 must be a pair (f1_sum, f1_count) of (K,) arrays, got {type(boundary_f1).__name__}")
+    f1_sum, f1_count = boundary_f1
     f1_sum = np.asarray(f1_sum, dtype=np.float64)
     f1_count = np.asarray(f1_count)
     if f1_sum.shape != (k,) or f1_count.shape != (k,):
