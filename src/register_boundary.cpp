@@ -9,12 +9,16 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <new>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "ade20k_metrics/bfscore.hpp"
 #include "ade20k_metrics/boundary.hpp"
 #include "binding_common.hpp"
 
@@ -51,12 +55,8 @@ public:
         if (!nested_) busy() = true;
     }
     ~TablesLease() {
-        tables_.region.clear();
-        tables_.boundary.clear();
-        if (tables_.region.capacity > am::kKeepBoundaryTablesUpTo) {
-            tables_.region.release();
-            tables_.boundary.release();
-        }
+        tables_.pairs.clear();
+        if (tables_.pairs.capacity > am::kKeepBoundaryTablesUpTo) tables_.pairs.release();
         if (!nested_) busy() = false;
     }
     TablesLease(const TablesLease&) = delete;
@@ -146,32 +146,119 @@ py::tuple accumulate_boundary(const py::array& target, const py::array& pred, py
     // With the GIL held again, so concurrent updates of one accumulator do not interleave.
     const int64_t k = num_classes, cols = k + 1;
     int64_t invalid_target = 0, invalid_pred = 0;
-    const am::SparseCounts& region = tables.region;
-    const am::SparseCounts& band = tables.boundary;
-    for (int64_t j = 0; j < region.n_touched; ++j) {
-        const int64_t bin = region.touched[j], row = bin / cols, col = bin % cols;
-        if (row == k + 1) invalid_target += region.counts[bin];
-        else if (row < k && col == k) invalid_pred += region.counts[bin];
-    }
+    am::for_each_count(
+        tables, k,
+        [&](uint64_t cell, int64_t v) {
+            const auto row = static_cast<int64_t>(cell) / cols, col = static_cast<int64_t>(cell) % cols;
+            if (row == k + 1) invalid_target += v;
+            else if (row < k && col == k) invalid_pred += v;
+        },
+        [](uint64_t, int64_t) {});
     if (invalid_target != 0 || invalid_pred != 0) return py::make_tuple(invalid_target, invalid_pred, res.threads);
-    bool fits = true;
-    for (int64_t j = 0; j < region.n_touched; ++j) {
-        const int64_t bin = region.touched[j], row = bin / cols, col = bin % cols;
-        int64_t sum = 0;
-        if (row < k && col < k) fits = fits && !__builtin_add_overflow(out_data[row * k + col], region.counts[bin], &sum);
+    // Overflow: a quick bound (no entry can grow by more than every count together), and only
+    // where that bound fails the exact sums (a destination may receive up to four table bins).
+    int64_t total = 0;
+    for (int64_t j = 0; j < tables.pairs.n_touched; ++j) total += tables.pairs.counts[tables.pairs.touched[j]];
+    bool near_limit = false;
+    auto region_index = [&](uint64_t cell) -> int64_t {
+        const auto row = static_cast<int64_t>(cell) / cols, col = static_cast<int64_t>(cell) % cols;
+        return row < k && col < k ? row * k + col : -1;
+    };
+    int64_t sum = 0;
+    am::for_each_count(
+        tables, k,
+        [&](uint64_t cell, int64_t) {
+            const int64_t at = region_index(cell);
+            if (at >= 0) near_limit = near_limit || __builtin_add_overflow(out_data[at], total, &sum);
+        },
+        [&](uint64_t bin, int64_t) { near_limit = near_limit || __builtin_add_overflow(bout[bin], total, &sum); });
+    if (near_limit) {
+        std::vector<std::pair<int64_t, int64_t>> region, band;  // (destination, count)
+        am::for_each_count(
+            tables, k,
+            [&](uint64_t cell, int64_t v) {
+                const int64_t at = region_index(cell);
+                if (at >= 0) region.emplace_back(at, v);
+            },
+            [&](uint64_t bin, int64_t v) { band.emplace_back(static_cast<int64_t>(bin), v); });
+        bool fits = true;
+        auto check = [&](std::vector<std::pair<int64_t, int64_t>>& adds, const int64_t* dst) {
+            std::sort(adds.begin(), adds.end());
+            for (size_t j = 0; j < adds.size();) {
+                int64_t part = 0;
+                size_t e = j;
+                for (; e < adds.size() && adds[e].first == adds[j].first; ++e) part += adds[e].second;
+                fits = fits && !__builtin_add_overflow(dst[adds[j].first], part, &sum);
+                j = e;
+            }
+        };
+        check(region, out_data);
+        check(band, bout);
+        if (!fits) raise_overflow();
     }
-    for (int64_t j = 0; j < band.n_touched; ++j) {
-        const int64_t bin = band.touched[j];
-        int64_t sum = 0;
-        fits = fits && !__builtin_add_overflow(bout[bin], band.counts[bin], &sum);
-    }
-    if (!fits) raise_overflow();
-    for (int64_t j = 0; j < region.n_touched; ++j) {
-        const int64_t bin = region.touched[j], row = bin / cols, col = bin % cols;
-        if (row < k && col < k) out_data[row * k + col] += region.counts[bin];
-    }
-    for (int64_t j = 0; j < band.n_touched; ++j) bout[band.touched[j]] += band.counts[band.touched[j]];
+    am::for_each_count(
+        tables, k,
+        [&](uint64_t cell, int64_t v) {
+            const int64_t at = region_index(cell);
+            if (at >= 0) out_data[at] += v;
+        },
+        [&](uint64_t bin, int64_t v) { bout[bin] += v; });
     return py::make_tuple(invalid_target, invalid_pred, res.threads);
+}
+
+// BF scores of the maps along the last two axes: (f1_sum (K,) float64,
+// f1_count (K,) int64, image_mean_sum, images_scored).  Labels that are no
+// class are skipped (the region count reports them).
+py::tuple bf_scores(const py::array& target, const py::array& pred, int64_t num_classes,
+                    std::optional<int64_t> ignore_index, std::optional<py::array> lut, int64_t lut_lo,
+                    bool reduce_zero_label, double theta, int n_threads) {
+    check_counts(num_classes, n_threads);
+    const LabelType tt = label_type(target, "target");
+    const LabelType pt = label_type(pred, "pred");
+    const int nd = static_cast<int>(target.ndim());
+    if (target.ndim() != pred.ndim() || nd < 2 || nd > am::kMaxDims) {
+        throw py::value_error("target and pred must be maps of equal rank, at least 2 dimensions (..., H, W)");
+    }
+    for (int a = 0; a < nd; ++a) {
+        if (target.shape(a) != pred.shape(a)) throw py::value_error("target and pred differ in shape");
+    }
+    if (!(theta > 0) || !std::isfinite(theta)) throw py::value_error("theta must be positive and finite");
+    const am::TargetCoding tc = target_coding(tt, num_classes, ignore_index, lut, lut_lo, reduce_zero_label);
+    am::PredCoding pc;
+    pc.num_classes = num_classes;
+    pc.limit = class_limit(num_classes, pt);
+    am::BoundaryGeometry g;
+    g.height = target.shape(nd - 2);
+    g.width = target.shape(nd - 1);
+    g.t_row = target.strides(nd - 2);
+    g.t_col = target.strides(nd - 1);
+    g.p_row = pred.strides(nd - 2);
+    g.p_col = pred.strides(nd - 1);
+    g.lead_ndim = nd - 2;
+    for (int a = 0; a < nd - 2; ++a) {
+        g.lead_shape[a] = target.shape(a);
+        g.t_lead[a] = target.strides(a);
+        g.p_lead[a] = pred.strides(a);
+        g.images *= target.shape(a);
+    }
+    py::array_t<double> f1_sum(num_classes);
+    py::array_t<int64_t> f1_count(num_classes);
+    std::fill(f1_sum.mutable_data(), f1_sum.mutable_data() + num_classes, 0.0);
+    std::fill(f1_count.mutable_data(), f1_count.mutable_data() + num_classes, int64_t(0));
+    double image_mean_sum = 0;
+    int64_t images_scored = 0;
+    am::BfSums sums;
+    sums.f1_sum = f1_sum.mutable_data();
+    sums.f1_count = f1_count.mutable_data();
+    sums.image_mean_sum = &image_mean_sum;
+    sums.images_scored = &images_scored;
+    {
+        py::gil_scoped_release release;
+        with_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
+            return am::bf_scores<decltype(t), decltype(p)>(target.data(), pred.data(), g, tc, pc, theta, n_threads, sums);
+        });
+    }
+    return py::make_tuple(f1_sum, f1_count, image_mean_sum, images_scored);
 }
 
 }  // namespace
@@ -185,4 +272,8 @@ void register_boundary(py::module_& m) {
           py::arg("min_pixels_per_thread") = defaults.min_pixels_per_thread, py::arg("isa") = -1,
           "Add the region (K, K) and boundary (K+1, K+1) counts of the maps along the last two axes to out and "
           "boundary_out unless a label is invalid; returns (invalid_target, invalid_pred, threads_used).");
+    m.def("bf_scores", &bf_scores, py::arg("target"), py::arg("pred"), py::arg("num_classes"), py::arg("ignore_index"),
+          py::arg("lut") = py::none(), py::arg("lut_lo") = 0, py::arg("reduce_zero_label") = false,
+          py::arg("theta") = 1.0, py::arg("n_threads") = 1,
+          "BF scores of the maps along the last two axes: (f1_sum, f1_count, image_mean_sum, images_scored).");
 }

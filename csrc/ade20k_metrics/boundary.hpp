@@ -46,6 +46,12 @@
 #include "change_mask.hpp"
 #include "labels.hpp"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define AM_BAND_INLINE inline __attribute__((always_inline))
+#else
+#define AM_BAND_INLINE inline
+#endif
+
 namespace am {
 
 struct BoundaryOptions {
@@ -83,14 +89,14 @@ struct BoundaryGeometry {
 // non-zero bins, so a call costs O(bins touched) to read and to clear.
 struct SparseCounts {
     std::unique_ptr<int64_t[]> counts;
-    std::unique_ptr<uint32_t[]> touched;
+    std::unique_ptr<uint64_t[]> touched;
     int64_t n_touched = 0;
     int64_t capacity = 0;
 
     bool ensure(int64_t bins) noexcept {
         if (capacity >= bins) return true;
         counts.reset(new (std::nothrow) int64_t[static_cast<size_t>(bins)]());
-        touched.reset(new (std::nothrow) uint32_t[static_cast<size_t>(bins)]);
+        touched.reset(new (std::nothrow) uint64_t[static_cast<size_t>(bins)]);
         if (!counts || !touched) {
             counts.reset();
             touched.reset();
@@ -102,7 +108,7 @@ struct SparseCounts {
         return true;
     }
     // v > 0 only, so a bin once touched stays non-zero and is listed once.
-    inline void add(uint32_t bin, int64_t v) {
+    inline void add(uint64_t bin, int64_t v) {
         if (counts[bin] == 0) touched[n_touched++] = bin;
         counts[bin] += v;
     }
@@ -118,11 +124,17 @@ struct SparseCounts {
     }
 };
 
-// One thread's count tables: region ((K+2) x (K+1), labels.hpp's layout) and
-// boundary ((K+1) x (K+1): class if in its band, K if not).
+// One thread's counts, a bin per (target row, prediction column, whether the
+// pixel is interior in the target, whether it is interior in the prediction):
+// bin = ((row * (K+1) + col) << 2) | (interior_t << 1) | interior_p, rows and
+// columns as labels.hpp codes them ((K+2) x (K+1)).  The region matrix sums
+// the four variants; the boundary matrix maps an interior pixel to K.  One
+// table, so a run costs one add.
 struct BoundaryTables {
-    SparseCounts region, boundary;
+    SparseCounts pairs;
 };
+
+inline int64_t boundary_table_bins(int64_t k) { return (k + 2) * (k + 1) * 4; }
 
 // Kept per OS thread between calls (all zeros whenever no call runs), up to
 // this many bins; larger tables are released after the call.
@@ -146,6 +158,34 @@ inline uint64_t neq_scalar(const E* a, const E* b, int64_t n) {  // n <= 64
     return m;
 }
 
+// The row loops of a compare policy, compiled with its target attribute (so
+// its neq64 inlines): differs(a, b) = where a differs from b, n pixels;
+// changes(a) = where a run starts, x == 0 or a[x] != a[x-1].  A partial last
+// word is read as the last 64 pixels (overlapping the word before), so only
+// rows under 64 pixels are compared one pixel at a time.
+#define AM_BAND_ROW_LOOPS(ATTR)                                                                       \
+    template <class E>                                                                                \
+    ATTR static void differs(const E* a, const E* b, int64_t n, uint64_t* out) {                      \
+        if (n < 64) {                                                                                 \
+            if (n > 0) out[0] = neq_scalar(a, b, n);                                                  \
+            return;                                                                                   \
+        }                                                                                             \
+        int64_t w = 0;                                                                                \
+        for (; 64 * (w + 1) <= n; ++w) out[w] = neq64(a + 64 * w, b + 64 * w);                        \
+        if (64 * w < n) out[w] = neq64(a + n - 64, b + n - 64) >> (64 - (n - 64 * w));                \
+    }                                                                                                 \
+    template <class E>                                                                                \
+    ATTR static void changes(const E* a, int64_t n, uint64_t* out) {                                  \
+        if (n <= 64) {                                                                                \
+            if (n > 0) out[0] = 1 | (neq_scalar(a + 1, a, n - 1) << 1);                               \
+            return;                                                                                   \
+        }                                                                                             \
+        out[0] = 1 | (neq64(a + 1, a) << 1); /* bit 63 of the compare is pixel 64's */                \
+        int64_t w = 1;                                                                                \
+        for (; 64 * (w + 1) <= n; ++w) out[w] = neq64(a + 64 * w, a + 64 * w - 1);                    \
+        if (64 * w < n) out[w] = neq64(a + n - 64, a + n - 65) >> (64 - (n - 64 * w));                \
+    }
+
 struct PortableNeq {
     template <class E>
     static inline uint64_t neq64(const E* a, const E* b) {
@@ -158,45 +198,27 @@ struct PortableNeq {
         for (int j = 0; j < 64; j += 8) m |= static_cast<uint64_t>(nonzero_bytes(word_at(a + j) ^ word_at(b + j))) << j;
         return m;
     }
+    AM_BAND_ROW_LOOPS(inline)
 };
-
-// out = where a differs from b, n pixels.
-template <class Neq, class E>
-inline void differs_impl(const E* a, const E* b, int64_t n, uint64_t* out) {
-    int64_t w = 0;
-    for (; 64 * (w + 1) <= n; ++w) out[w] = Neq::neq64(a + 64 * w, b + 64 * w);
-    if (64 * w < n) out[w] = neq_scalar(a + 64 * w, b + 64 * w, n - 64 * w);
-}
-
-// out = where a run starts: x == 0 or a[x] != a[x-1].
-template <class Neq, class E>
-inline void changes_impl(const E* a, int64_t n, uint64_t* out) {
-    if (n <= 0) return;
-    const int64_t first = std::min<int64_t>(n, 64);
-    out[0] = 1 | (neq_scalar(a + 1, a, first - 1) << 1);
-    int64_t w = 1;
-    for (; 64 * (w + 1) <= n; ++w) out[w] = Neq::neq64(a + 64 * w, a + 64 * w - 1);
-    if (64 * w < n) out[w] = neq_scalar(a + 64 * w, a + 64 * w - 1, n - 64 * w);
-}
 
 template <class E>
 void differs_portable(const void* a, const void* b, int64_t n, uint64_t* out) {
-    differs_impl<PortableNeq>(static_cast<const E*>(a), static_cast<const E*>(b), n, out);
+    PortableNeq::differs(static_cast<const E*>(a), static_cast<const E*>(b), n, out);
 }
 template <class E>
 void changes_portable(const void* a, int64_t n, uint64_t* out) {
-    changes_impl<PortableNeq>(static_cast<const E*>(a), n, out);
+    PortableNeq::changes(static_cast<const E*>(a), n, out);
 }
 
 #if AM_HAVE_AVX2_DISPATCH
 struct Avx2Neq {
-    AM_AVX2 static inline uint64_t neq64(const uint8_t* a, const uint8_t* b) {
+    AM_AVX2 static AM_BAND_INLINE uint64_t neq64(const uint8_t* a, const uint8_t* b) {
         using avx2_detail::load;
         const auto e0 = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(load(a), load(b))));
         const auto e1 = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(load(a + 32), load(b + 32))));
         return ~(static_cast<uint64_t>(e0) | (static_cast<uint64_t>(e1) << 32));
     }
-    AM_AVX2 static inline uint64_t neq64(const uint16_t* a, const uint16_t* b) {
+    AM_AVX2 static AM_BAND_INLINE uint64_t neq64(const uint16_t* a, const uint16_t* b) {
         using avx2_detail::load;
         uint64_t m = 0;
         for (int j = 0; j < 64; j += 32) {
@@ -208,7 +230,7 @@ struct Avx2Neq {
         }
         return m;
     }
-    AM_AVX2 static inline uint64_t neq64(const uint32_t* a, const uint32_t* b) {
+    AM_AVX2 static AM_BAND_INLINE uint64_t neq64(const uint32_t* a, const uint32_t* b) {
         using avx2_detail::load;
         uint64_t m = 0;
         for (int j = 0; j < 64; j += 8) {
@@ -217,7 +239,7 @@ struct Avx2Neq {
         }
         return m;
     }
-    AM_AVX2 static inline uint64_t neq64(const uint64_t* a, const uint64_t* b) {
+    AM_AVX2 static AM_BAND_INLINE uint64_t neq64(const uint64_t* a, const uint64_t* b) {
         using avx2_detail::load;
         uint64_t m = 0;
         for (int j = 0; j < 64; j += 4) {
@@ -226,18 +248,19 @@ struct Avx2Neq {
         }
         return m;
     }
+    AM_BAND_ROW_LOOPS(AM_AVX2)
 };
 
 struct Avx512Neq {
-    AM_AVX512 static inline uint64_t neq64(const uint8_t* a, const uint8_t* b) {
+    AM_AVX512 static AM_BAND_INLINE uint64_t neq64(const uint8_t* a, const uint8_t* b) {
         return _mm512_cmpneq_epu8_mask(_mm512_loadu_si512(a), _mm512_loadu_si512(b));
     }
-    AM_AVX512 static inline uint64_t neq64(const uint16_t* a, const uint16_t* b) {
+    AM_AVX512 static AM_BAND_INLINE uint64_t neq64(const uint16_t* a, const uint16_t* b) {
         const uint64_t lo = _mm512_cmpneq_epu16_mask(_mm512_loadu_si512(a), _mm512_loadu_si512(b));
         const uint64_t hi = _mm512_cmpneq_epu16_mask(_mm512_loadu_si512(a + 32), _mm512_loadu_si512(b + 32));
         return lo | (hi << 32);
     }
-    AM_AVX512 static inline uint64_t neq64(const uint32_t* a, const uint32_t* b) {
+    AM_AVX512 static AM_BAND_INLINE uint64_t neq64(const uint32_t* a, const uint32_t* b) {
         uint64_t m = 0;
         for (int j = 0; j < 64; j += 16) {
             const uint64_t part = _mm512_cmpneq_epu32_mask(_mm512_loadu_si512(a + j), _mm512_loadu_si512(b + j));
@@ -245,7 +268,7 @@ struct Avx512Neq {
         }
         return m;
     }
-    AM_AVX512 static inline uint64_t neq64(const uint64_t* a, const uint64_t* b) {
+    AM_AVX512 static AM_BAND_INLINE uint64_t neq64(const uint64_t* a, const uint64_t* b) {
         uint64_t m = 0;
         for (int j = 0; j < 64; j += 8) {
             const uint64_t part = _mm512_cmpneq_epu64_mask(_mm512_loadu_si512(a + j), _mm512_loadu_si512(b + j));
@@ -253,23 +276,24 @@ struct Avx512Neq {
         }
         return m;
     }
+    AM_BAND_ROW_LOOPS(AM_AVX512)
 };
 
 template <class E>
 AM_AVX2 void differs_avx2(const void* a, const void* b, int64_t n, uint64_t* out) {
-    differs_impl<Avx2Neq>(static_cast<const E*>(a), static_cast<const E*>(b), n, out);
+    Avx2Neq::differs(static_cast<const E*>(a), static_cast<const E*>(b), n, out);
 }
 template <class E>
 AM_AVX2 void changes_avx2(const void* a, int64_t n, uint64_t* out) {
-    changes_impl<Avx2Neq>(static_cast<const E*>(a), n, out);
+    Avx2Neq::changes(static_cast<const E*>(a), n, out);
 }
 template <class E>
 AM_AVX512 void differs_avx512(const void* a, const void* b, int64_t n, uint64_t* out) {
-    differs_impl<Avx512Neq>(static_cast<const E*>(a), static_cast<const E*>(b), n, out);
+    Avx512Neq::differs(static_cast<const E*>(a), static_cast<const E*>(b), n, out);
 }
 template <class E>
 AM_AVX512 void changes_avx512(const void* a, int64_t n, uint64_t* out) {
-    changes_impl<Avx512Neq>(static_cast<const E*>(a), n, out);
+    Avx512Neq::changes(static_cast<const E*>(a), n, out);
 }
 #endif
 
@@ -300,7 +324,7 @@ inline RowCompare pick_compare(int bytes, int isa) {
 
 // ---- bitset helpers ---------------------------------------------------------
 
-// Set bits lo..hi (inclusive) of a zeroed-or-not bitset.
+// Set bits lo..hi (inclusive).
 inline void set_bits(uint64_t* bits, int64_t lo, int64_t hi) {
     const int64_t wl = lo >> 6, wh = hi >> 6;
     const uint64_t first = ~uint64_t(0) << (lo & 63);
@@ -314,9 +338,9 @@ inline void set_bits(uint64_t* bits, int64_t lo, int64_t hi) {
     bits[wh] |= last;
 }
 
-// hu from run starts: a run [s, e) makes [s+d, e-1-d] uniform.
+// hu from run starts (bit 0 always set): a run [s, e) makes [s+d, e-1-d] uniform.
 inline void uniform_from_changes(const uint64_t* starts, int64_t n, int64_t nw, int64_t d, uint64_t* hu) {
-    std::memset(hu, 0, static_cast<size_t>(nw) * sizeof(uint64_t));
+    for (int64_t w = 0; w < nw; ++w) hu[w] = 0;
     int64_t s = 0;
     for (int64_t w = 0; w < nw; ++w) {
         uint64_t m = starts[w];
@@ -378,17 +402,6 @@ struct BandState {
     }
     uint64_t* starts_of(int64_t y) { return starts_ring + nw * (y % (d + 1)); }
 
-    void push(const uint64_t* u) {
-        uint64_t* dst = block + nw * in_block;
-        std::memcpy(dst, u, static_cast<size_t>(nw) * sizeof(uint64_t));
-        if (in_block == 0) {
-            std::memcpy(prefix, u, static_cast<size_t>(nw) * sizeof(uint64_t));
-        } else {
-            for (int64_t w = 0; w < nw; ++w) prefix[w] &= u[w];
-        }
-        ++in_block;
-        ++pushed;
-    }
     // The AND of the last `len` rows pushed (pushed >= len), into interior, then & hu.
     void window_and(const uint64_t* hu) {
         if (in_block == len) {
@@ -412,17 +425,41 @@ struct BandState {
     // Returns true when interior now holds row y - d.
     bool read(int64_t y, const void* row, const void* prev, const RowCompare& cmp) {
         uint64_t* starts = starts_of(y);
-        cmp.changes(row, width, starts);
-        uniform_from_changes(starts, width, nw, d, hu_cur);
-        bool ready = false;
-        if (rows_read > 0) {
-            cmp.differs(prev, row, width, diff);
-            for (int64_t w = 0; w < nw; ++w) diff[w] = hu_prev[w] & ~diff[w];  // U[y-1]
-            push(diff);
-            if (pushed >= len) {
-                window_and(hu_cur);
-                ready = true;
+        if (rows_read == 0) {
+            cmp.changes(row, width, starts);
+            uniform_from_changes(starts, width, nw, d, hu_prev);
+            ++rows_read;
+            return false;
+        }
+        cmp.differs(prev, row, width, diff);
+        // U[y-1] = hu[y-1] & (row y-1 == row y), written straight into the block, and the block's prefix AND.
+        uint64_t* u = block + nw * in_block;
+        uint64_t any = 0;
+        if (in_block == 0) {
+            for (int64_t w = 0; w < nw; ++w) {
+                any |= diff[w];
+                prefix[w] = u[w] = hu_prev[w] & ~diff[w];
             }
+        } else {
+            for (int64_t w = 0; w < nw; ++w) {
+                any |= diff[w];
+                u[w] = hu_prev[w] & ~diff[w];
+                prefix[w] &= u[w];
+            }
+        }
+        ++in_block;
+        ++pushed;
+        if (any == 0) {  // the same row again: the same runs (real maps repeat rows often)
+            std::memcpy(starts, starts_of(y - 1), static_cast<size_t>(nw) * sizeof(uint64_t));
+            std::memcpy(hu_cur, hu_prev, static_cast<size_t>(nw) * sizeof(uint64_t));
+        } else {
+            cmp.changes(row, width, starts);
+            uniform_from_changes(starts, width, nw, d, hu_cur);
+        }
+        bool ready = false;
+        if (pushed >= len) {
+            window_and(hu_cur);
+            ready = true;
         }
         std::swap(hu_prev, hu_cur);
         ++rows_read;
@@ -436,7 +473,7 @@ template <class T, class P>
 struct RowCounter {
     TargetCoder<T> tcode;
     PredCoder<P> pcode;
-    uint32_t k, width;  // region table width K+1; boundary table width K+1 too
+    uint32_t k, width;  // width = K+1 columns
     uint32_t tlut[256];
     uint32_t plut[256];
 
@@ -461,46 +498,46 @@ struct RowCounter {
 
     // Count row `n` pixels of target row `t` (byte stride ts) and pred row `p`.
     // `starts_t`, `starts_p`: where each map's runs start; `in_t`, `in_p`:
-    // interior bits (nullptr: none interior, every pixel in its band).
+    // interior bits (all zeros: every pixel in its band).
     void count(const char* t, int64_t ts, const char* p, int64_t ps, int64_t n, int64_t nw,
                const uint64_t* starts_t, const uint64_t* starts_p, const uint64_t* in_t, const uint64_t* in_p,
                BoundaryTables& tab) const {
+        // The table's pointers and fill count in locals for the row: stores
+        // to the counts could otherwise alias them and force reloads per run.
+        int64_t* const counts = tab.pairs.counts.get();
+        uint64_t* const touched = tab.pairs.touched.get();
+        int64_t filled = tab.pairs.n_touched;
+        const uint64_t wd = width;
         int64_t s = 0;
+        uint64_t interior = ((in_t[0] & 1) << 1) | (in_p[0] & 1);  // of the run that starts at s
         auto add = [&](int64_t e) {
             T tv;
             P pv;
             std::memcpy(&tv, t + s * ts, sizeof(T));
             std::memcpy(&pv, p + s * ps, sizeof(P));
-            const uint32_t r = trow(tv), c = pcol(pv);
-            const int64_t len = e - s;
-            tab.region.add(r * width + c, len);
-            if (r < k) {
-                const bool it = in_t != nullptr && ((in_t[s >> 6] >> (s & 63)) & 1);
-                const bool ip = in_p != nullptr && ((in_p[s >> 6] >> (s & 63)) & 1);
-                tab.boundary.add((it ? k : r) * width + (ip ? k : c), len);
-            }
+            const uint64_t bin = ((trow(tv) * wd + pcol(pv)) << 2) | interior;
+            if (counts[bin] == 0) touched[filled++] = bin;
+            counts[bin] += e - s;
             s = e;
         };
+        // Where a run of the banded pair starts: either label or either band membership changes.
         uint64_t carry_t = 0, carry_p = 0;
         for (int64_t w = 0; w < nw; ++w) {
-            uint64_t m = starts_t[w] | starts_p[w];
-            if (in_t != nullptr) {
-                m |= in_t[w] ^ ((in_t[w] << 1) | carry_t);
-                carry_t = in_t[w] >> 63;
-            }
-            if (in_p != nullptr) {
-                m |= in_p[w] ^ ((in_p[w] << 1) | carry_p);
-                carry_p = in_p[w] >> 63;
-            }
+            const uint64_t a = in_t[w], b = in_p[w];
+            uint64_t m = starts_t[w] | starts_p[w] | (a ^ ((a << 1) | carry_t)) | (b ^ ((b << 1) | carry_p));
+            carry_t = a >> 63;
+            carry_p = b >> 63;
             if (w == 0) m &= ~uint64_t(1);
             if (w == nw - 1 && (n & 63) != 0) m &= (uint64_t(1) << (n & 63)) - 1;
             while (m != 0) {
-                const int64_t x = w * 64 + __builtin_ctzll(m);
+                const int bit = __builtin_ctzll(m);
                 m &= m - 1;
-                add(x);
+                add(w * 64 + bit);
+                interior = (((a >> bit) & 1) << 1) | ((b >> bit) & 1);
             }
         }
         add(n);
+        tab.pairs.n_touched = filled;
     }
 };
 
@@ -536,6 +573,24 @@ struct RowSource {
 
 }  // namespace boundary_detail
 
+// The region ((K+2) x (K+1), labels.hpp) and boundary ((K+1) x (K+1)) counts
+// of a table: fn_region(bin, count) for each non-zero region bin and
+// fn_boundary(bin, count) for each boundary bin of an evaluated pixel (one
+// call per table bin; the same bin may come more than once).
+template <class FnRegion, class FnBoundary>
+void for_each_count(const BoundaryTables& tables, int64_t k, FnRegion&& fn_region, FnBoundary&& fn_boundary) {
+    const auto cols = static_cast<uint64_t>(k + 1);
+    const auto kk = static_cast<uint64_t>(k);
+    const SparseCounts& pairs = tables.pairs;
+    for (int64_t j = 0; j < pairs.n_touched; ++j) {
+        const uint64_t bin = pairs.touched[j];
+        const int64_t v = pairs.counts[bin];
+        const uint64_t cell = bin >> 2, row = cell / cols, col = cell % cols;
+        fn_region(cell, v);
+        if (row < kk) fn_boundary(((bin & 2) ? kk : row) * cols + ((bin & 1) ? kk : col), v);
+    }
+}
+
 // Per-thread working memory for count_boundary_pairs, allocated before any
 // thread starts (so nothing inside the parallel region allocates or throws).
 struct BoundaryWorkspace {
@@ -549,9 +604,8 @@ struct BoundaryResult {
 };
 
 // Count every image of `g` into `tables` (the calling thread's, all zeros on
-// entry): the region pairs ((K+2) x (K+1) bins, labels.hpp) and the boundary
-// pairs ((K+1) x (K+1) bins, only pixels whose target is evaluated), with band
-// width `d` >= 1.  `target_raw_equal`: whether equal raw target values are
+// entry; see BoundaryTables for the bins, and boundary_matrices for the two
+// matrices they make), with band width `d` >= 1.  `target_raw_equal`: whether equal raw target values are
 // exactly the equal coded labels among classes (no label_map that merges
 // labels), so the bands can compare raw bits.  T, P: the labels' unsigned
 // storage types.  Throws std::bad_alloc before counting when memory runs out;
@@ -568,8 +622,7 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
     if (h <= 0 || w <= 0 || images <= 0) return res;
     d = std::max<int64_t>(1, d);
     const int64_t k = tc.num_classes;
-    const int64_t region_bins = (k + 2) * (k + 1);  // labels.hpp: rows 0..K+1, columns 0..K
-    const int64_t boundary_bins = (k + 1) * (k + 1);
+    const int64_t bins = boundary_table_bins(k);
     const bool all_band = 2 * d + 1 > h || 2 * d + 1 > w;  // no window fits: every pixel is in its band
     const bool code_t = !target_raw_equal;
     const RowCompare cmp_t = pick_compare(code_t ? 2 : static_cast<int>(sizeof(T)), opt.isa);
@@ -598,11 +651,12 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
 #endif
     const int64_t nw = words_for(w);
     const int64_t band_words = all_band ? 2 * nw : BandState::words_needed(w, d);
+    // after both maps' words: nw zero words, the interior of rows that have none
     const int64_t t_row_bytes = t_in_place ? 0 : w * int64_t(code_t ? sizeof(uint16_t) : sizeof(T));
     const int64_t p_row_bytes = p_in_place ? 0 : w * int64_t(sizeof(P));
     std::vector<BoundaryWorkspace> spaces(static_cast<size_t>(threads));
     for (auto& s : spaces) {
-        s.words.assign(static_cast<size_t>(2 * band_words), 0);
+        s.words.assign(static_cast<size_t>(2 * band_words + nw), 0);
         s.rows.assign(static_cast<size_t>(2 * (t_row_bytes + p_row_bytes) + 16), 0);
     }
     std::vector<BoundaryTables*> tables_of(static_cast<size_t>(threads), nullptr);
@@ -612,6 +666,7 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
     // Rows [first, last) of the batch, numbered image * h + row.
     auto count_rows = [&](BoundaryWorkspace& space, BoundaryTables& tab, int64_t first, int64_t last) {
         uint64_t* mem = space.words.data();
+        const uint64_t* none = mem + 2 * band_words;
         for (int64_t n = first / h; n * h < last; ++n) {
             const int64_t c0 = std::max<int64_t>(first - n * h, 0), c1 = std::min<int64_t>(last - n * h, h);
             int64_t t_off, p_off;
@@ -644,7 +699,7 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
                 for (int64_t c = c0; c < c1; ++c) {
                     cmp_t.changes(src_t.row(c, w), w, st);
                     cmp_p.changes(src_p.row(c, w), w, sp);
-                    count_row(c, st, sp, nullptr, nullptr);
+                    count_row(c, st, sp, none, none);
                 }
                 continue;
             }
@@ -664,7 +719,7 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
                 prev_t = row_t;
                 prev_p = row_p;
                 if (y < d && y >= c0 && y < c1) {  // the top rows: every pixel in its band
-                    count_row(y, bt.starts_of(y), bp.starts_of(y), nullptr, nullptr);
+                    count_row(y, bt.starts_of(y), bp.starts_of(y), none, none);
                 }
                 const int64_t c = y - d;
                 if (ready_t && ready_p && c >= c0 && c < c1 && c >= d && c < h - d) {
@@ -672,14 +727,14 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
                 }
             }
             for (int64_t c = std::max(c0, h - d); c < c1; ++c) {  // the bottom rows
-                count_row(c, bt.starts_of(c), bp.starts_of(c), nullptr, nullptr);
+                count_row(c, bt.starts_of(c), bp.starts_of(c), none, none);
             }
         }
     };
 
     auto work = [&](int tid, int team) {
         BoundaryTables& mine = tid == 0 ? tables : boundary_tables();
-        const bool ok = mine.region.ensure(region_bins) && mine.boundary.ensure(boundary_bins);
+        const bool ok = mine.pairs.ensure(bins);
         if (!ok) {
 #ifdef _OPENMP
 #pragma omp atomic write
@@ -713,26 +768,15 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
                 BoundaryTables* o = tables_of[static_cast<size_t>(other)];
                 if (o == nullptr) continue;
                 if (!any_failed && tables_of[0] != nullptr) {
-                    for (int64_t j = 0; j < o->region.n_touched; ++j) {
-                        const uint32_t b = o->region.touched[j];
-                        tables.region.add(b, o->region.counts[b]);
-                    }
-                    for (int64_t j = 0; j < o->boundary.n_touched; ++j) {
-                        const uint32_t b = o->boundary.touched[j];
-                        tables.boundary.add(b, o->boundary.counts[b]);
+                    for (int64_t j = 0; j < o->pairs.n_touched; ++j) {
+                        const uint64_t b = o->pairs.touched[j];
+                        tables.pairs.add(b, o->pairs.counts[b]);
                     }
                 }
-                o->region.clear();
-                o->boundary.clear();
-                if (region_bins > kKeepBoundaryTablesUpTo) {
-                    o->region.release();
-                    o->boundary.release();
-                }
+                o->pairs.clear();
+                if (bins > kKeepBoundaryTablesUpTo) o->pairs.release();
             }
-            if (any_failed && tables_of[0] != nullptr) {
-                tables.region.clear();
-                tables.boundary.clear();
-            }
+            if (any_failed && tables_of[0] != nullptr) tables.pairs.clear();
         }
     };
 #ifdef _OPENMP

@@ -12,10 +12,11 @@ import numpy as np
 from ..metrics.compute import compute_metrics, count_sum, normalize_matrix
 from ..metrics.shift import label_shift, shift_hint, warn_if_shifted
 from . import _core
-from .inputs import as_labels, check_ignore_index, check_num_classes, check_pair, label_pairs
+from .boundary import BoundaryCounts, sync_boundary
+from .inputs import as_labels, as_scores, check_ignore_index, check_num_classes, check_pair, label_pairs
 from .distributed import sync_matrix
 from .kernel import _KERNEL_OPTIONS, _raise_invalid, count
-from .logits import update_logits
+from .logits import class_axis, update_logits
 from .resize import update_resized_logits
 from .samples import drop_records, merge_records, update_samples
 from .threads import resolve_threads
@@ -331,10 +332,17 @@ class ConfusionMatrix:
     matrix.  Counts are int64: an add that would pass 2**63 - 1 is an
     OverflowError with nothing added, and sums of counts (total, the metrics)
     are exact.
+
+    ``boundary=ratio`` also counts Boundary IoU's band matrix (``boundary_matrix``,
+    band width d = max(1, round(ratio * image diagonal))) in the same kernel
+    pass, and ``boundary_f1=ratio`` the BF score (threshold ratio * diagonal);
+    label maps are then 2-d, or batches (N, H, W) banded image by image
+    (core/boundary.py, docs/boundary.md).
     """
 
     def __init__(self, num_classes: int, *, ignore_index: int | None = 255, reduce_zero_label: bool = False,
-                 label_map: Mapping[int, int] | None = None, n_threads: int | None = None):
+                 label_map: Mapping[int, int] | None = None, n_threads: int | None = None,
+                 boundary: float | None = None, boundary_f1: float | None = None):
         self.num_classes = check_num_classes(num_classes)
         self.ignore_index = check_ignore_index(ignore_index)
         if not isinstance(reduce_zero_label, (bool, np.bool_)):
@@ -345,6 +353,8 @@ class ConfusionMatrix:
         self._threads = resolve_threads(n_threads)
         self._matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
         self._lookups: dict[str, tuple | _SparseRows] = {}
+        self._boundary = BoundaryCounts.create(self.num_classes, boundary, boundary_f1)  # None: region counts only
+        self.boundary, self.boundary_f1 = self._boundary.settings() if self._boundary else (None, None)
 
     # -- accumulation -------------------------------------------------------
     def _lookup(self, dtype: np.dtype):
@@ -372,9 +382,14 @@ class ConfusionMatrix:
             return lookup(target), self.num_classes, None
         return target, self.ignore_index, lookup
 
-    def _count(self, pred: np.ndarray, target: np.ndarray, out: np.ndarray) -> None:
+    def _count(self, pred: np.ndarray, target: np.ndarray, out: np.ndarray, band=None) -> None:
         target, ignore_index, lookup = self._kernel_target(target)
-        count(pred, target, out, self.num_classes, ignore_index, self._threads, lookup)
+        if self._boundary is None:
+            count(pred, target, out, self.num_classes, ignore_index, self._threads, lookup)
+            return
+        (band or self._boundary).count(
+            pred, target, out, self.num_classes, ignore_index, self._threads, lookup,
+            lambda p, t, o: count(p, t, o, self.num_classes, ignore_index, self._threads, lookup))
 
     def update(self, pred, target) -> ConfusionMatrix:
         """Add one label map (or a batch of any shape) to the matrix; returns self.
@@ -402,6 +417,21 @@ class ConfusionMatrix:
         view.flags.writeable = False
         return view
 
+    @property
+    def boundary_matrix(self) -> np.ndarray | None:
+        """The (K+1, K+1) int64 band counts of ``boundary=`` (None without it), a consistent copy.
+
+        Row: the pixel's ground-truth class if the pixel is in that class's
+        inner band, else K; column: the same for the prediction; pixels whose
+        target is ignored are not counted.
+        """
+        if self._boundary is None:
+            return None
+        out = self._boundary.snapshot_matrix()
+        if out is not None:
+            out.flags.writeable = False
+        return out
+
     def _snapshot(self) -> np.ndarray:
         # A copy taken with the GIL held (add_counts never releases it), so it
         # holds each concurrent update whole or not at all; NumPy's own copy
@@ -423,8 +453,11 @@ class ConfusionMatrix:
         diagonal warns (``LabelShiftWarning``) with the likely fix for these settings.
         """
         matrix = self._snapshot()
+        band = self._boundary
         metrics = compute_metrics(matrix, convention=convention, beta=beta, ignore_index=self.ignore_index,
-                                  zero_division=zero_division, warn_shift=False)
+                                  zero_division=zero_division, warn_shift=False,
+                                  boundary_matrix=band.snapshot_matrix() if band else None,
+                                  boundary_f1=band.bf_pair() if band else None)
         warn_if_shifted(matrix, shift_hint(label_shift(matrix), self.reduce_zero_label))
         return metrics
 
@@ -440,12 +473,15 @@ class ConfusionMatrix:
         matrix) or wholly after it; zeroing in place would race with it.
         """
         self._matrix = np.zeros_like(self._matrix)
+        if self._boundary is not None:
+            self._boundary = self._boundary.empty()
         drop_records(self)
         return self
 
     # -- combining ----------------------------------------------------------
     def _settings(self) -> tuple:
-        return (self.num_classes, self.ignore_index, self.reduce_zero_label, self.label_map)
+        base = (self.num_classes, self.ignore_index, self.reduce_zero_label, self.label_map)
+        return base if self._boundary is None else (*base, *self._boundary.settings())
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add another accumulator's counts (and update_samples' records) into this one; returns self.
@@ -459,7 +495,11 @@ class ConfusionMatrix:
             raise ValueError(
                 "cannot merge accumulators with different settings: "
                 f"{self._settings()} vs {other._settings()} (num_classes, ignore_index, reduce_zero_label, label_map)")
+        if self._boundary is not None:
+            self._boundary.check_addable(other._boundary)  # before anything is added
         _core.add_counts(self._matrix, other._matrix)
+        if self._boundary is not None:
+            self._boundary.add(other._boundary)
         merge_records(self, other)
         return self
 
@@ -483,8 +523,10 @@ class ConfusionMatrix:
         """An independent accumulator with the same settings, counts and update_samples records."""
         new = ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index,
                               reduce_zero_label=self.reduce_zero_label, label_map=self.label_map,
-                              n_threads=self.n_threads)
+                              n_threads=self.n_threads, boundary=self.boundary, boundary_f1=self.boundary_f1)
         new._matrix = self._snapshot()
+        if self._boundary is not None:
+            new._boundary = self._boundary.copy()
         merge_records(new, self)
         return new
 
@@ -493,21 +535,27 @@ class ConfusionMatrix:
             return NotImplemented
         if other is self:  # two snapshots of one accumulator that threads update may differ
             return True
-        return self._settings() == other._settings() and np.array_equal(self._snapshot(), other._snapshot())
+        return (self._settings() == other._settings() and np.array_equal(self._snapshot(), other._snapshot())
+                and (self._boundary is None or self._boundary.equal(other._boundary)))
 
     __hash__ = None  # mutable
 
     def __repr__(self) -> str:
+        extra = "".join(f", {name}={value}" for name, value in (("boundary", self.boundary),
+                                                                ("boundary_f1", self.boundary_f1)) if value is not None)
         return (f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
-                f"reduce_zero_label={self.reduce_zero_label}, pixels={self.total})")
+                f"reduce_zero_label={self.reduce_zero_label}{extra}, pixels={self.total})")
 
     # -- state --------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to rebuild this accumulator exactly (plain types plus one int64 array).
 
         update_samples' per-sample records are not part of it (pickle keeps them).
+        With boundary metrics the state is version 2 and holds their counts too
+        (core/boundary.py BoundaryCounts.state), so older readers refuse it
+        rather than drop them.
         """
-        return {
+        state = {
             "format": _FORMAT,
             "version": 1,
             "num_classes": self.num_classes,
@@ -516,6 +564,10 @@ class ConfusionMatrix:
             "label_map": None if self.label_map is None else dict(self.label_map),
             "matrix": self._snapshot(),
         }
+        if self._boundary is not None:
+            state["version"] = 2
+            state.update(self._boundary.state())
+        return state
 
     @classmethod
     def _from_settings(cls, state: Mapping, n_threads) -> ConfusionMatrix:
@@ -527,13 +579,18 @@ class ConfusionMatrix:
         if not isinstance(form, str) or form != _FORMAT:
             raise ValueError(f"state is not a ConfusionMatrix's: format {form!r}")
         version = state.get("version", 1)
-        # Exactly the int 1: a float or a bool that compares equal to it is no version this code wrote.
-        if isinstance(version, (bool, np.bool_)) or not _is_index(version) or operator.index(version) != 1:
+        # Exactly the int 1 (or 2: with boundary metrics): a float or a bool that compares equal is no version
+        # this code wrote.
+        if isinstance(version, (bool, np.bool_)) or not _is_index(version) or operator.index(version) not in (1, 2):
             raise ValueError(f"unsupported state version {version!r}")
+        boundary = dict(boundary=state.get("boundary"), boundary_f1=state.get("boundary_f1"))
+        if (operator.index(version) == 2) != (boundary != dict(boundary=None, boundary_f1=None)):
+            raise ValueError("state version 2 holds boundary metrics and only version 2 does")
         # The constructor's own checks, on the values as given: no int() or bool()
         # that would turn 3.9 classes into 3 or the string "False" into True.
         return cls(state["num_classes"], ignore_index=state["ignore_index"],
-                   reduce_zero_label=state["reduce_zero_label"], label_map=state["label_map"], n_threads=n_threads)
+                   reduce_zero_label=state["reduce_zero_label"], label_map=state["label_map"], n_threads=n_threads,
+                   **boundary)
 
     @classmethod
     def from_state_dict(cls, state: Mapping, *, n_threads: int | None = None) -> ConfusionMatrix:
@@ -547,6 +604,8 @@ class ConfusionMatrix:
         if matrix.dtype.kind not in "iu":
             raise TypeError(f"state matrix must hold integers, got dtype {matrix.dtype}")
         _check_counts(matrix)
+        if cm._boundary is not None:
+            cm._boundary.load(state)
         cm._matrix[...] = matrix
         return cm
 
@@ -564,7 +623,7 @@ class ConfusionMatrix:
                          ignore_index=np.array([] if self.ignore_index is None else [self.ignore_index], np.int64),
                          reduce_zero_label=np.bool_(self.reduce_zero_label),
                          label_map=np.array(sorted(label_map.items()), dtype=np.int64).reshape(-1, 2),
-                         matrix=state["matrix"])
+                         matrix=state["matrix"], **_boundary_members(state))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -597,15 +656,19 @@ class ConfusionMatrix:
                                      and shape[0] <= 2**24, "(n, 2) with n <= 2**24")
                 if len(np.unique(pairs[:, 0])) != len(pairs):
                     raise ValueError("label_map has a key twice")
+                version = fields.scalar("version", "iu")
                 state = {
-                    "version": fields.scalar("version", "iu"),
+                    "version": version,
                     "num_classes": fields.scalar("num_classes", "iu"),
                     "ignore_index": int(ignore[0]) if ignore.size else None,
                     "reduce_zero_label": fields.scalar("reduce_zero_label", "b"),
                     "label_map": dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist())) or None,
                     "matrix": None,
+                    **_read_boundary_members(fields, version),
                 }
                 cm = cls._from_settings(state, n_threads)
+                if cm._boundary is not None:
+                    cm._boundary.load(_read_boundary_counts(fields, cm.num_classes, cm._boundary.settings()))
                 fields.read_counts_into("matrix", cm._matrix)
                 return cm
         except Exception as e:  # a corrupt zip can raise almost anything (NotImplementedError, RuntimeError, ...)
@@ -621,9 +684,14 @@ class ConfusionMatrix:
         """
         pairs = label_pairs(preds, targets)
         partial = np.zeros_like(self._matrix)
+        band = self._boundary.empty() if self._boundary is not None else None
         for p, t in pairs:
-            self._count(p, t, partial)
+            self._count(p, t, partial, band)
+        if band is not None:
+            self._boundary.check_addable(band)
         _core.add_counts(self._matrix, partial)
+        if band is not None:
+            self._boundary.add(band)
         return self
 
     def update_logits(self, logits, target, *, axis: int | None = None, resize: str | None = None) -> ConfusionMatrix:
@@ -636,6 +704,8 @@ class ConfusionMatrix:
         ``resize="bilinear"``: (N, C, h, w) logits upsampled to the target's
         (H, W) on the fly, as torch's interpolate(align_corners=False) (core/resize.py).
         """
+        if self._boundary is not None:  # the bands need the whole label map: argmax first
+            return self.update(_argmax_labels(logits, target, axis, resize, self.num_classes), target)
         if resize is not None:
             update_resized_logits(self, logits, target, resize, axis)
             return self
@@ -649,7 +719,11 @@ class ConfusionMatrix:
         ints with a batch (N, ...) or lists of N maps.  Lets
         ``sync(dataset_size=...)`` drop the samples DistributedSampler
         repeats (see ade20k_metrics.core.distributed).  All-or-nothing.
+        Not with boundary metrics (they keep no per-sample records yet).
         """
+        if self._boundary is not None:
+            raise ValueError("update_samples does not keep boundary metrics per sample yet; with boundary= or "
+                             "boundary_f1=, count with update() and sync() without dataset_size")
         update_samples(self, indices, preds, targets)
         return self
 
@@ -659,7 +733,79 @@ class ConfusionMatrix:
         With ``dataset_size`` (= len(dataset)), samples counted through
         ``update_samples`` that DistributedSampler repeated to pad the last
         batch are counted once (see ade20k_metrics.core.distributed).  Call once,
-        after the last update.
+        after the last update.  With boundary metrics their counts are summed
+        too (without ``dataset_size``), all or nothing with the matrix.
         """
-        sync_matrix(self, group=group, dataset_size=dataset_size)
+        if self._boundary is None:
+            sync_matrix(self, group=group, dataset_size=dataset_size)
+            return self
+        if dataset_size is not None:
+            raise ValueError("sync(dataset_size=...) needs update_samples' records, which boundary metrics do not "
+                             "keep yet; sync() without dataset_size sums the counts as they are")
+        store = sync_boundary(self._boundary, group)
+        sync_matrix(self, group=group)
+        store()
         return self
+
+
+# -- boundary metrics' members of a saved file (core/boundary.py holds their state) --------------------
+
+def _boundary_members(state: Mapping) -> dict:
+    """The .npz members of a state's boundary entries (none without boundary metrics)."""
+    if state.get("version") != 2:
+        return {}
+
+    def ratio(value):
+        return np.array([] if value is None else [value], np.float64)
+
+    members = {"boundary": ratio(state["boundary"]), "boundary_f1": ratio(state["boundary_f1"])}
+    if state["boundary"] is not None:
+        members["boundary_matrix"] = state["boundary_matrix"]
+    if state["boundary_f1"] is not None:
+        members.update(bf_sum=state["bf_sum"], bf_count=state["bf_count"],
+                       bf_image_sum=np.float64(state["bf_image_sum"]), bf_images=np.int64(state["bf_images"]))
+    return members
+
+
+def _read_boundary_members(fields: _NpzFields, version) -> dict:
+    """The boundary settings of a saved file (version 2), header-checked."""
+    if version != 2:
+        return {}
+    out = {}
+    for name in ("boundary", "boundary_f1"):
+        try:
+            a = fields.array(name, "f", lambda shape: shape in ((0,), (1,)), "(0,) or (1,)")
+        except KeyError:
+            raise ValueError(f"a version 2 file holds boundary metrics, but this one has no {name!r} member") from None
+        out[name] = float(a[0]) if a.size else None
+    return out
+
+
+def _read_boundary_counts(fields: _NpzFields, k: int, settings: tuple) -> dict:
+    ratio, f1_ratio = settings
+    out = {}
+    if ratio is not None:
+        out["boundary_matrix"] = fields.array("boundary_matrix", "iu", lambda shape: shape == (k + 1, k + 1),
+                                              f"({k + 1}, {k + 1})", max_bytes=1 << 40)
+    if f1_ratio is not None:
+        out["bf_sum"] = fields.array("bf_sum", "f", lambda shape: shape == (k,), f"({k},)")
+        out["bf_count"] = fields.array("bf_count", "iu", lambda shape: shape == (k,), f"({k},)")
+        out["bf_image_sum"] = fields.scalar("bf_image_sum", "f")
+        out["bf_images"] = fields.scalar("bf_images", "iu")
+    return out
+
+
+def _argmax_labels(logits, target, axis, resize, num_classes: int):
+    """The label map of class scores (numpy or torch argmax: lowest class on ties, NaN wins), for boundary metrics."""
+    if resize is not None:
+        raise ValueError("update_logits(resize=...) with boundary metrics is not supported: the bands need the "
+                         "full-resolution label map; upsample and take the argmax first, then update()")
+    scores, _ = as_scores(logits, "logits")
+    t = as_labels(target, "target")
+    a = class_axis(scores.ndim, t.ndim, axis)
+    if scores.shape[a] != num_classes:
+        raise ValueError(f"logits have {scores.shape[a]} classes on axis {a}, the matrix has num_classes={num_classes}")
+    if scores.dtype.itemsize == 2 and scores.dtype.kind != "f":  # bfloat16 bits: order them as floats
+        scores = (scores.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return np.argmax(scores, axis=a)
+

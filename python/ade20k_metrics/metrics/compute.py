@@ -55,6 +55,7 @@ prints this analysis for any matrix.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import warnings
@@ -189,6 +190,13 @@ class Metrics:
     array.  ``aacc`` is overall pixel accuracy, ``fwiou`` the IoU weighted by
     ground-truth frequency, ``score`` the ADE20K scene-parsing score
     (aacc + miou) / 2.  ``matrix`` is the confusion matrix they came from.
+
+    Boundary metrics, present when their counts were accumulated (else None):
+    ``boundary_iou`` (K,) and its mean ``mboundary_iou`` (Boundary IoU of
+    each class's inner bands, pooled over images; the mean follows the
+    convention's IoU rules), ``boundary_f1`` (K,) and ``mboundary_f1`` (the BF
+    score: per class the mean over the images where it is defined, then the
+    NaN-mean over classes), ``boundary_matrix`` the (K+1, K+1) band counts.
     """
 
     convention: str
@@ -212,6 +220,12 @@ class Metrics:
     gt_pixels: np.ndarray | None = field(default=None, repr=False)    # (K,) ground-truth pixels per class
     pred_pixels: np.ndarray | None = field(default=None, repr=False)  # (K,) predicted pixels per class
     ignore_index: int | None = None                 # the class torchmetrics leaves out of its means, if any
+    # Boundary metrics (None unless their counts were given; see compute_metrics).
+    boundary_iou: np.ndarray | None = field(default=None, repr=False)
+    mboundary_iou: float | None = None
+    boundary_f1: np.ndarray | None = field(default=None, repr=False)
+    mboundary_f1: float | None = None
+    boundary_matrix: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -223,6 +237,8 @@ class Metrics:
 
     SCALARS = ("miou", "macc", "aacc", "mprecision", "mrecall", "mdice", "mfscore", "fwiou", "score", "micro_iou")
     PER_CLASS = ("iou", "acc", "precision", "dice", "fscore")
+    BOUNDARY_SCALARS = ("mboundary_iou", "mboundary_f1")
+    BOUNDARY_PER_CLASS = ("boundary_iou", "boundary_f1")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: plain floats and lists, with every NaN written as None.
@@ -238,6 +254,12 @@ class Metrics:
             out[name] = clean(getattr(self, name))
         for name in self.PER_CLASS:
             out[name] = [clean(v) for v in getattr(self, name)]
+        for name in self.BOUNDARY_SCALARS:  # only the boundary metrics that were computed
+            if getattr(self, name) is not None:
+                out[name] = clean(getattr(self, name))
+        for name in self.BOUNDARY_PER_CLASS:
+            if getattr(self, name) is not None:
+                out[name] = [clean(v) for v in getattr(self, name)]
         return out
 
     def group_miou(self, mask) -> float:
@@ -297,12 +319,18 @@ class Metrics:
 
         fname = "F1" if self.beta == 1.0 else f"F{self.beta:g}"
         header = ["id", "class", "IoU", "Acc", "Precision", "Dice", fname, "GT pixels", "pred pixels"]
+        boundary = [(label, getattr(self, name), getattr(self, "m" + name))
+                    for label, name in (("BIoU", "boundary_iou"), ("BF", "boundary_f1"))
+                    if getattr(self, name) is not None]
+        header[7:7] = [label for label, _, _ in boundary]
         rows = []
         for i in range(k):
             rows.append([str(i), names[i], num(self.iou[i]), num(self.acc[i]), num(self.precision[i]),
-                         num(self.dice[i]), num(self.fscore[i]), count(gt_pixels[i]), count(pred_pixels[i])])
+                         num(self.dice[i]), num(self.fscore[i]), *(num(v[i]) for _, v, _ in boundary),
+                         count(gt_pixels[i]), count(pred_pixels[i])])
         means = ["", f"mean ({self.convention})", num(self.miou), num(self.macc), num(self.mprecision),
-                 num(self.mdice), num(self.mfscore), count(count_sum(gt_pixels)), count(count_sum(pred_pixels))]
+                 num(self.mdice), num(self.mfscore), *(num(m) for _, _, m in boundary),
+                 count(count_sum(gt_pixels)), count(count_sum(pred_pixels))]
         widths = [max(len(r[c]) for r in [header, means, *rows]) for c in range(len(header))]
 
         def fmt(r):
@@ -310,7 +338,8 @@ class Metrics:
 
         rule = "-" * len(fmt(header))
         footer = (f"aAcc {num(self.aacc)}   mIoU {num(self.miou)}   fwIoU {num(self.fwiou)}   "
-                  f"score (aAcc + mIoU)/2 {num(self.score)}")
+                  f"score (aAcc + mIoU)/2 {num(self.score)}"
+                  + "".join(f"   m{label} {num(m)}" for label, _, m in boundary))
         notes = [f"note: {n}" for n in self.notes()]
         return "\n".join([fmt(header), rule, *map(fmt, rows), rule, fmt(means), footer, *notes])
 
@@ -339,7 +368,9 @@ class Metrics:
 
         return (f"Metrics({self.convention}, K={self.num_classes}): mIoU {num(self.miou)}  mAcc {num(self.macc)}  "
                 f"aAcc {num(self.aacc)}  mDice {num(self.mdice)}  mF{self.beta:g} {num(self.mfscore)}  "
-                f"fwIoU {num(self.fwiou)}  score {num(self.score)}")
+                f"fwIoU {num(self.fwiou)}  score {num(self.score)}"
+                + ("" if self.mboundary_iou is None else f"  mBIoU {num(self.mboundary_iou)}")
+                + ("" if self.mboundary_f1 is None else f"  mBF {num(self.mboundary_f1)}"))
 
 
 def _check_zero_division(zero_division) -> float | None:
@@ -359,7 +390,8 @@ def _check_ignore_class(ignore_index) -> int | None:
 
 
 def compute_metrics(matrix, *, convention: str = "mmseg", beta: float = 1.0, ignore_index: int | None = None,
-                    zero_division: float | None = None, warn_shift: bool = True) -> Metrics:
+                    zero_division: float | None = None, warn_shift: bool = True, boundary_matrix=None,
+                    boundary_f1=None) -> Metrics:
     """All metrics of a (K, K) confusion matrix (rows = ground truth) under a convention.
 
     ``convention`` is one of ``CONVENTIONS`` (see the module docstring for what
@@ -373,6 +405,10 @@ def compute_metrics(matrix, *, convention: str = "mmseg", beta: float = 1.0, ign
     for average="none").  Means are the same either way.
     A matrix whose counts sit on a diagonal next to the main one (predictions
     off by one class) gives a ``LabelShiftWarning`` unless ``warn_shift=False``.
+    ``boundary_matrix``: the (K+1, K+1) band counts of ``ConfusionMatrix(...,
+    boundary=ratio)``, for Boundary IoU; ``boundary_f1``: the pair (f1_sum,
+    f1_count) of (K,) per-class sums of per-image BF scores and the numbers
+    of images where each is defined, for the BF score.
     """
     m = _check_matrix(matrix)
     convention = check_convention(convention)
@@ -393,7 +429,48 @@ def compute_metrics(matrix, *, convention: str = "mmseg", beta: float = 1.0, ign
                            count_sum(m, axis=1), count_sum(m, axis=0), exact=(fp, fn, total, correct))
     if warn_shift:
         warn_if_shifted(m)
-    return metrics
+    extra = {}
+    if boundary_matrix is not None:
+        extra.update(_boundary_iou_metrics(boundary_matrix, m.shape[0], convention))
+    if boundary_f1 is not None:
+        extra.update(_boundary_f1_metrics(boundary_f1, m.shape[0]))
+    return dataclasses.replace(metrics, **extra) if extra else metrics
+
+
+def _boundary_iou_metrics(boundary_matrix, k: int, convention: str) -> dict:
+    """Boundary IoU from the (K+1, K+1) band counts: the convention's IoU rule on tp = B[c, c],
+    fp = column c - tp, fn = row c - tp (sums including index K, "not in the band")."""
+    b = _check_matrix(boundary_matrix)
+    if b.shape != (k + 1, k + 1):
+        raise ValueError(f"boundary_matrix must have shape {(k + 1, k + 1)} for {k} classes, got {b.shape}")
+    counts = b.astype(np.float64)
+    tp = np.diag(counts)[:k].copy()
+    fp = counts[:, :k].sum(axis=0) - tp
+    fn = counts[:k, :].sum(axis=1) - tp
+    biou = per_class_iou(tp, fp, fn, convention)
+    mean = float(_nanmean(biou)) if counts.sum() > 0 else float("nan")
+    frozen = b.copy()
+    for a in (biou, frozen):
+        a.flags.writeable = False
+    return {"boundary_iou": biou, "mboundary_iou": mean, "boundary_matrix": frozen}
+
+
+def _boundary_f1_metrics(boundary_f1, k: int) -> dict:
+    """BF score per class (mean over the images where defined, NaN where none) and its NaN-mean."""
+    if not isinstance(boundary_f1, (tuple, list)) or len(boundary_f1) != 2:
+        raise TypeError(f"boundary_f1 must be a pair (f1_sum, f1_count) of (K,) arrays, got {type(boundary_f1).__name__}")
+    f1_sum, f1_count = boundary_f1
+    f1_sum = np.asarray(f1_sum, dtype=np.float64)
+    f1_count = np.asarray(f1_count)
+    if f1_sum.shape != (k,) or f1_count.shape != (k,):
+        raise ValueError(f"boundary_f1 sums and counts must have shape ({k},), got {f1_sum.shape} and {f1_count.shape}")
+    if f1_count.dtype.kind not in "iu" or np.any(f1_count < 0):
+        raise ValueError("boundary_f1 counts must be non-negative integers")
+    if not np.all(np.isfinite(f1_sum)) or np.any(f1_sum < 0) or np.any(f1_sum > f1_count):
+        raise ValueError("boundary_f1 sums must lie in [0, count] (each image's score is in [0, 1])")
+    bf = _divide(f1_sum, f1_count, np.nan)
+    bf.flags.writeable = False
+    return {"boundary_f1": bf, "mboundary_f1": float(_nanmean(bf))}
 
 
 def compute_metrics_from_counts(tp, fp, fn, *, convention: str = "mmseg", beta: float = 1.0,
