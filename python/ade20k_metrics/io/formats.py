@@ -237,8 +237,10 @@ def _decode_pillow(data: bytes, path, table) -> np.ndarray:
                     if mode in ("RGB", "RGBA") else "")
             raise InputError(f"{path}: has {bands} channels (mode {mode}); a label map must be a single-channel "
                              f"image of integer labels{hint}")
-        image.load()
-        array = np.asarray(image)
+        array = _decode_in_place(image)
+        if array is None:
+            image.load()
+            array = np.asarray(image)
         if mode == "1":
             return (array != 0).view(np.uint8)
         if mode == "L" and image.format == "PNG":
@@ -248,6 +250,30 @@ def _decode_pillow(data: bytes, path, table) -> np.ndarray:
         raise InputError(f"{path}: cannot decode image: {e}") from None
     finally:
         image.close()
+
+
+_IN_PLACE = {"L": np.uint8, "P": np.uint8, "I;16": np.dtype("<u2"), "I;16B": np.dtype(">u2")}
+
+
+def _decode_in_place(image) -> np.ndarray | None:
+    """Let Pillow decode straight into a NumPy array (no ``tobytes`` copies), or None where it cannot.
+
+    An image file not loaded yet decodes into image memory of its own mode
+    and size if it has some: give it memory mapped over the array, and check
+    afterwards that Pillow kept it (a Pillow that reallocates costs a copy).
+    """
+    from PIL import Image, ImageFile
+
+    dtype = _IN_PLACE.get(image.mode)
+    if dtype is None or not isinstance(image, ImageFile.ImageFile) or not image.tile:
+        return None
+    array = np.empty((image.height, image.width), dtype=dtype)
+    memory = Image.frombuffer(image.mode, image.size, array, "raw", image.mode, 0, 1).im
+    image.im = memory
+    image.load()
+    if image.im is not memory:
+        return None
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
 def _unscaled_low_bit_grey(array: np.ndarray, data: bytes, path) -> np.ndarray:
