@@ -7,6 +7,7 @@ folder, then times, each ``--repeats`` times (medians reported):
   decode-only  pairing the folders and decoding every PNG in the same thread
                pool evaluate uses, counting nothing: the floor for evaluate;
   evaluate     ``ade20k-metrics evaluate PRED GT --quiet`` run in-process (cli.main);
+  evaluate --dataset ade20k   the same through the dataset path (io/formats.py's decoders);
   naive loop   what one writes by hand: PIL open, np.bincount, one image at a time.
 
     python bench/bench_evaluate.py --pairs 2000 --repeats 3
@@ -83,9 +84,9 @@ def decode_only(pred_dir: Path, gt_dir: Path, threads: int) -> int:
     return pixels
 
 
-def evaluate(pred_dir: Path, gt_dir: Path, threads: int) -> None:
+def evaluate(pred_dir: Path, gt_dir: Path, threads: int, *options: str) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
-        code = cli.main(["evaluate", str(pred_dir), str(gt_dir), "--quiet", "--threads", str(threads)])
+        code = cli.main(["evaluate", str(pred_dir), str(gt_dir), "--quiet", "--threads", str(threads), *options])
     if code != 0:
         raise RuntimeError(f"evaluate exited with {code}")
 
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = {
             "decode-only": lambda: decode_only(pred_dir, gt_dir, threads),
             "evaluate": lambda: evaluate(pred_dir, gt_dir, threads),
+            "evaluate --dataset ade20k": lambda: evaluate(pred_dir, gt_dir, threads, "--dataset", "ade20k"),
             "naive loop": lambda: naive_loop(pred_dir, gt_dir),
         }
         load_before = os.getloadavg()[0]
