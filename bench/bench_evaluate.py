@@ -7,9 +7,17 @@ folder, then times, each ``--repeats`` times (medians reported):
   decode-only  pairing the folders and decoding every PNG in the same thread
                pool evaluate uses, counting nothing: the floor for evaluate;
   evaluate     ``ade20k-metrics evaluate PRED GT --quiet`` run in-process (cli.main);
+  evaluate --dataset ade20k   the same through the dataset path (io/formats.py's decoders);
   naive loop   what one writes by hand: PIL open, np.bincount, one image at a time.
 
     python bench/bench_evaluate.py --pairs 2000 --repeats 3
+
+``--decoders N`` instead times decoding alone, file format by file format
+(ADE20K-size 8-bit PNG, Cityscapes-size 2048x1024 8-bit PNG, 16-bit PNG and
+uint16 TIFF, palette PNG): today's reader (io/label_files.read_label_map,
+Pillow) against io/formats.read_label_file with each installed decoder, on
+one thread and in a pool of ``--threads`` threads, after checking that every
+decoder returns the same array.
 
 Not part of the test run.  Prints the CPU model and thread count with the results.
 """
@@ -76,9 +84,9 @@ def decode_only(pred_dir: Path, gt_dir: Path, threads: int) -> int:
     return pixels
 
 
-def evaluate(pred_dir: Path, gt_dir: Path, threads: int) -> None:
+def evaluate(pred_dir: Path, gt_dir: Path, threads: int, *options: str) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
-        code = cli.main(["evaluate", str(pred_dir), str(gt_dir), "--quiet", "--threads", str(threads)])
+        code = cli.main(["evaluate", str(pred_dir), str(gt_dir), "--quiet", "--threads", str(threads), *options])
     if code != 0:
         raise RuntimeError(f"evaluate exited with {code}")
 
@@ -108,8 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="decoding threads (default: CPUs available)")
     parser.add_argument("--dir", type=Path, default=None,
                         help="keep the generated PNGs here and reuse them (default: a temporary folder)")
+    parser.add_argument("--decoders", type=int, default=None, metavar="N",
+                        help="time the decoders alone on N files of each format instead (see above)")
     args = parser.parse_args(argv)
     threads = args.threads or default_threads()
+    if args.decoders:
+        with contextlib.ExitStack() as stack:
+            folder = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-decode-")))
+            print(f"ade20k-metrics {ade20k_metrics.__version__}, NumPy {np.__version__}, Pillow {Image.__version__}, "
+                  f"CPU {cpu_model()}, {available_cpus()} CPUs usable of {os.cpu_count()}, "
+                  f"load average {os.getloadavg()[0]:.2f}")
+            decoder_timings(folder, args.decoders, args.repeats, threads)
+        return 0
 
     with contextlib.ExitStack() as stack:
         folder = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-evaluate-")))
@@ -133,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = {
             "decode-only": lambda: decode_only(pred_dir, gt_dir, threads),
             "evaluate": lambda: evaluate(pred_dir, gt_dir, threads),
+            "evaluate --dataset ade20k": lambda: evaluate(pred_dir, gt_dir, threads, "--dataset", "ade20k"),
             "naive loop": lambda: naive_loop(pred_dir, gt_dir),
         }
         load_before = os.getloadavg()[0]
@@ -159,6 +178,78 @@ def main(argv: list[str] | None = None) -> int:
           f"(1.00 = bound by decoding)")
     print(f"naive loop / evaluate:  {medians['naive loop'] / medians['evaluate']:.2f}x faster")
     return 0
+
+
+def region_map(rng: np.random.Generator, height: int, width: int, top: int, block: int, rects: int,
+               dtype=np.uint8) -> np.ndarray:
+    """Labels 0..top in blocks overlaid with rectangles, like a real annotation (for the decoder timings)."""
+    coarse = rng.integers(0, top + 1, size=(-(-height // block), -(-width // block)))
+    labels = np.kron(coarse, np.ones((block, block), np.int64))[:height, :width]
+    for _ in range(rects):
+        y, x = int(rng.integers(0, height)), int(rng.integers(0, width))
+        labels[y:y + int(rng.integers(5, height // 4)), x:x + int(rng.integers(5, width // 4))] = rng.integers(0, top + 1)
+    return labels.astype(dtype)
+
+
+DECODE_KINDS = {
+    # name: (height, width, top label, block, rectangles, dtype, suffix, Pillow mode)
+    "ADE20K 512x683 8-bit PNG": (512, 683, 150, 64, 40, np.uint8, ".png", "L"),
+    "Cityscapes 2048x1024 8-bit PNG": (1024, 2048, 33, 128, 60, np.uint8, ".png", "L"),
+    "ADE20K-847 512x683 16-bit PNG": (512, 683, 846, 64, 40, np.uint16, ".png", None),
+    "ADE20K-847 512x683 uint16 TIFF": (512, 683, 846, 64, 40, np.uint16, ".tif", None),
+    "VOC 500x375 palette PNG": (375, 500, 20, 48, 10, np.uint8, ".png", "P"),
+}
+
+
+def decoder_timings(folder: Path, files: int, repeats: int, threads: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ade20k_metrics.io import formats
+    from ade20k_metrics.io.label_files import read_label_map
+
+    rng = np.random.default_rng(1)
+    readers = {"today (label_files, Pillow)": read_label_map}
+    for name in formats.available_decoders():
+        readers[f"formats, {name}"] = lambda path, name=name: formats.read_label_file(path, decoder=name)
+    readers["formats, auto"] = formats.read_label_file
+    print(f"decoders installed: {', '.join(formats.available_decoders())}; {files} files of each kind; "
+          f"median of {repeats} runs; pool of {threads} threads")
+    print()
+    print(f"| file kind | reader | ms / file, 1 thread | CPU ms / file, 1 thread | files / s, {threads} threads |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for kind, (h, w, top, block, rects, dtype, suffix, mode) in DECODE_KINDS.items():
+        sub = folder / kind.split()[0].lower().replace("-", "") / f"{h}x{w}{suffix}{dtype.__name__}"
+        sub.mkdir(parents=True, exist_ok=True)
+        paths = sorted(sub.glob(f"*{suffix}"))
+        if len(paths) != files:
+            for p in paths:
+                p.unlink()
+            for i in range(files):
+                image = Image.fromarray(region_map(rng, h, w, top, block, rects, dtype))
+                if mode == "P":
+                    image = image.convert("P") if image.mode != "P" else image
+                    image = Image.fromarray(np.asarray(image), mode="P")
+                    image.putpalette([c for v in range(256) for c in (v * 37 % 256, v * 91 % 256, v * 53 % 256)])
+                image.save(sub / f"{i:05d}{suffix}")
+            paths = sorted(sub.glob(f"*{suffix}"))
+        reference = [read_label_map(p) for p in paths[:8]]
+        for name, read in readers.items():
+            for p, want in zip(paths[:8], reference):
+                got = read(p)
+                if got.dtype != want.dtype or not np.array_equal(got, want):
+                    raise RuntimeError(f"{name} decodes {p} differently from today's reader")
+        singles: dict[str, list[tuple[float, float]]] = {name: [] for name in readers}
+        pooled: dict[str, list[float]] = {name: [] for name in readers}
+        with ThreadPoolExecutor(threads) as pool:
+            for _ in range(repeats):  # interleaved, so background load hits every reader alike
+                for name, read in readers.items():
+                    singles[name].append(timed(lambda: [read(p) for p in paths]))
+                    pooled[name].append(timed(lambda: list(pool.map(read, paths)))[0])
+        for name in readers:
+            wall = statistics.median(w for w, _ in singles[name])
+            cpu = statistics.median(c for _, c in singles[name])
+            print(f"| {kind} | {name} | {1e3 * wall / files:.2f} | {1e3 * cpu / files:.2f} "
+                  f"| {files / statistics.median(pooled[name]):.0f} |")
 
 
 def _evaluated_matrix(pred_dir: Path, gt_dir: Path, threads: int) -> np.ndarray:

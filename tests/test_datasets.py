@@ -192,3 +192,32 @@ def test_state_dict_merge_and_copy_keep_the_dataset():
     assert again == both and again.dataset is ds
     with pytest.raises(ValueError, match="different datasets"):
         a.merge(am.datasets.get("pascal-voc").confusion_matrix())
+
+
+def _official_values(ds, classes: np.ndarray) -> np.ndarray:
+    """Class ids written the way the dataset's official ground truth writes them."""
+    if ds.name == "ade20k":
+        return classes + 1
+    if ds.gt_to_class is not None:
+        raw = {int(c): i for i, c in enumerate(ds.gt_to_class) if c >= 0}
+        return np.vectorize(raw.get)(classes)
+    return classes
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_label_shift_warning_works_for_every_dataset(name):
+    ds = am.datasets.get(name)
+    rng = np.random.default_rng(0)
+    classes = rng.integers(0, min(ds.num_classes, 40) - 1, size=(48, 48))
+    gt = _official_values(ds, classes).astype(np.uint16)
+    shifted = ds.confusion_matrix(pred_train_ids=True)
+    shifted.update((classes + 1).astype(np.uint16), gt)          # one class too high everywhere
+    with pytest.warns(am.LabelShiftWarning, match="one class higher"):
+        shifted.compute()
+    right = ds.confusion_matrix(pred_train_ids=True)
+    right.update(classes.astype(np.uint16), gt)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert right.compute().miou == 1.0

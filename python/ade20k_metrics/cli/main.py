@@ -193,12 +193,28 @@ def _add_label_format_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", choices=["nearest"], default=None,
                    help="resize predictions whose size differs from the ground truth (nearest neighbour, "
                         "as the ADE20K devkit does); default: such a pair is an error")
+    _add_dataset_options(p)
+
+
+def _add_dataset_options(p: argparse.ArgumentParser) -> None:
+    from ..datasets import registry
+
+    p.add_argument("--dataset", choices=registry.names(), default=None, metavar="NAME",
+                   help="read a benchmark's official files and score them as its official evaluation does: "
+                        + ", ".join(registry.names()) + " (docs/datasets.md)")
+    p.add_argument("--pred-colors", action="store_true",
+                   help="with --dataset: predictions are RGB images colour-coded with the dataset's palette")
+    p.add_argument("--pred-train-ids", action="store_true",
+                   help="with --dataset: predictions hold class ids 0..K-1 (Cityscapes: trainIds) instead of "
+                        "the official prediction format")
 
 
 def _label_format(args: argparse.Namespace):
     from ..core.inputs import MAX_CLASSES
     from ..io.label_files import LabelFormat
 
+    if args.dataset is not None or args.pred_colors or args.pred_train_ids:
+        return _dataset_format(args)
     if args.num_classes > MAX_CLASSES:
         raise UsageError(f"--num-classes must be at most {MAX_CLASSES}, got {args.num_classes}")
     if args.reduce_zero_label and args.gt_zero_based:
@@ -206,6 +222,30 @@ def _label_format(args: argparse.Namespace):
                          "--no-reduce-zero-label (ground truth 0..K-1)")
     return LabelFormat(num_classes=args.num_classes, ignore_index=args.ignore_index,
                        gt_zero_based=args.gt_zero_based, pred_zero_based=args.pred_zero_based, resize=args.resize)
+
+
+def _dataset_format(args: argparse.Namespace):
+    from ..io.dataset_files import dataset_format
+
+    if args.dataset is None:
+        raise UsageError("--pred-colors and --pred-train-ids need --dataset NAME")
+    given = [option for option, on in (("--num-classes", args.num_classes != 150),
+                                       ("--ignore-index", args.ignore_index != 255),
+                                       ("--gt-zero-based", args.gt_zero_based),
+                                       ("--pred-zero-based", args.pred_zero_based), ("--resize", args.resize))
+             if on]
+    if given:
+        raise UsageError(f"--dataset {args.dataset} sets the label format; drop {', '.join(given)}"
+                         + (" (use --pred-train-ids for 0-based predictions)" if args.pred_zero_based else ""))
+    if args.dataset != "ade20k" and (getattr(args, "params", None) is not None or getattr(args, "leaderboard_plot", None)):
+        raise UsageError(f"--params and --leaderboard-plot rank a run on the ADE20K leaderboard, not {args.dataset}")
+    unsupported = [f"--{o.replace('_', '-')}" for o in ("per_image", "ci") if getattr(args, o, None) is not None]
+    if unsupported:
+        raise UsageError(f"{', '.join(unsupported)} with --dataset is not available yet")
+    try:
+        return dataset_format(args.dataset, pred_train_ids=args.pred_train_ids, pred_colors=args.pred_colors)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _check_output_path(path: str | None, option: str) -> None:
@@ -235,11 +275,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace, research_outputs) -> int:
     from ..core.threads import resolve_threads
     from ..io import report
+    from ..io.dataset_files import evaluate_dataset_pairs
     from ..io.label_files import evaluate_pairs, pair_folders
     from ..metrics.compute import compute_metrics
     from . import research
 
     label_format = _label_format(args)
+    dataset = args.dataset is not None
+    if args.convention is None:  # the dataset's official convention, else mmseg's
+        args.convention = label_format.convention if dataset else "mmseg"
     for option in ("json", "csv", "markdown", "plot", "leaderboard_plot", *research.OUTPUTS):
         _check_output_path(getattr(args, option), "--" + option.replace("_", "-"))
     for folder in (args.pred_dir, args.gt_dir):
@@ -255,7 +299,8 @@ def _evaluate(args: argparse.Namespace, research_outputs) -> int:
     threads = resolve_threads(args.threads)
     research.reserve(args, research_outputs)
 
-    pairing = pair_folders(args.pred_dir, args.gt_dir)
+    pairing = label_format.pair_folders(args.pred_dir, args.gt_dir) if dataset else pair_folders(args.pred_dir,
+                                                                                                 args.gt_dir)
     missing = []
     if pairing.missing_pred:
         missing.append(f"{len(pairing.missing_pred)} ground-truth file(s) in {args.gt_dir} have no prediction "
@@ -290,15 +335,18 @@ def _evaluate(args: argparse.Namespace, research_outputs) -> int:
 
             cm = evaluate_per_image(pairing.pairs, label_format, threads=threads, on_pair=progress.update)
         else:
-            cm = evaluate_pairs(pairing.pairs, label_format, threads=threads, on_pair=progress.update)
+            evaluate = evaluate_dataset_pairs if dataset else evaluate_pairs
+            cm = evaluate(pairing.pairs, label_format, threads=threads, on_pair=progress.update)
     finally:
         progress.close()
     elapsed = time.perf_counter() - started
     metrics = cm.compute(convention=args.convention)
 
-    classes = report.ClassInfo.for_num_classes(label_format.num_classes)
-    rows = report.per_class(cm.matrix, metrics, classes)
-    scalars = report.summary(metrics, classes)
+    classes = label_format.class_info() if dataset else report.ClassInfo.for_num_classes(label_format.num_classes)
+    matrix = cm.class_matrix() if dataset else cm.matrix  # Cityscapes, COCO-Stuff: + a column of void predictions
+    official = label_format.official_metrics(cm) if dataset else {}
+    rows = report.per_class(matrix, metrics, classes)
+    scalars = {**report.summary(metrics, classes), **official}
     print(report.format_table(rows, scalars, convention=args.convention, pixels=cm.total,
                               images=len(pairing.pairs)), end="")
     ci = research.interval(cm, args)
@@ -335,7 +383,9 @@ def _evaluate(args: argparse.Namespace, research_outputs) -> int:
         params_millions=args.params,
     )
     if args.json:
-        report.write_json(args.json, research.extend_report(report.report_dict(cm.matrix, metrics, classes, env), ci))
+        document = report.report_dict(matrix, metrics, classes, env)
+        document["metrics"].update({k: None if math.isnan(v) else v for k, v in official.items()})
+        report.write_json(args.json, research.extend_report(document, ci))
     research.write(research_outputs, research.output_texts(args, cm, scalars, rows, ci, len(pairing.pairs)))
     if args.csv:
         report.atomic_write_text(args.csv, report.csv_text(rows))
@@ -345,7 +395,7 @@ def _evaluate(args: argparse.Namespace, research_outputs) -> int:
     if args.plot:
         from ..io.figures import evaluation_figure
 
-        evaluation_figure(args.plot, cm.matrix, metrics, classes,
+        evaluation_figure(args.plot, matrix, metrics, classes,
                           title=f"{args.name}: {len(pairing.pairs)} images, {args.convention} convention")
     if args.leaderboard_plot:
         from . import leaderboard
@@ -362,6 +412,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..metrics.compute import check_convention
     from . import compare
 
+    if args.dataset is not None:
+        raise UsageError("compare with --dataset is not available yet")
     label_format = _label_format(args)
     for option in compare.OUTPUTS:
         _check_output_path(getattr(args, option), "--" + option.replace("_", "-"))
@@ -394,13 +446,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     label_format = _label_format(args)
     _check_output_path(args.output, "-o")
     pair = LabelPair(key=os.path.basename(args.pred), pred=_existing_file(args.pred), gt=_existing_file(args.gt))
-    pred_raw, gt = load_pair(pair, label_format)
-    pred = to_train_ids(pred_raw, label_format)
-    try:  # the same label checks as evaluate, with the same messages
-        checked = label_format.accumulator(n_threads=1).update(pred, gt)
-    except ValueError as e:
-        raise label_error(pair, pred_raw, gt, label_format, e) from None
-    gt_ids = target_rows(gt, label_format.num_classes, label_format.ignore_index, not label_format.gt_zero_based)
+    if args.dataset is not None:
+        pred_raw, gt, _ = label_format.load_pair(pair)
+        checked = label_format.accumulator(n_threads=1)
+        label_format.add_pair(checked, pair, pred_raw, gt, None)  # evaluate's checks and messages
+        pred, gt_ids = label_format.class_ids(pred_raw, gt)
+    else:
+        pred_raw, gt = load_pair(pair, label_format)
+        pred = to_train_ids(pred_raw, label_format)
+        try:  # the same label checks as evaluate, with the same messages
+            checked = label_format.accumulator(n_threads=1).update(pred, gt)
+        except ValueError as e:
+            raise label_error(pair, pred_raw, gt, label_format, e) from None
+        gt_ids = target_rows(gt, label_format.num_classes, label_format.ignore_index, not label_format.gt_zero_based)
     photo = None
     if args.image:
         photo_path = _existing_file(args.image)
@@ -408,11 +466,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         if photo.shape[:2] != gt.shape:
             raise InputError(f"{photo_path}: image is {photo.shape[1]}x{photo.shape[0]} but the ground truth "
                              f"{pair.gt} is {gt.shape[1]}x{gt.shape[0]} (width x height)")
-    palette = report.class_palette(label_format.num_classes)
+    palette = label_format.palette if args.dataset is not None else report.class_palette(label_format.num_classes)
     panels = report.comparison_panels(np.asarray(pred, dtype=np.int64), gt_ids, gt_ids >= 0, palette, photo)
     from ..io import figures
 
-    classes = report.ClassInfo.for_num_classes(label_format.num_classes)
+    classes = (label_format.class_info() if args.dataset is not None
+               else report.ClassInfo.for_num_classes(label_format.num_classes))
     legend = figures.show_legend(np.asarray(pred, dtype=np.int64), gt_ids, gt_ids >= 0, classes.names, palette)
     title = figures.show_title(os.path.basename(args.pred), os.path.basename(args.gt), checked.compute())
     report.save_rgb(args.output, figures.labelled_panels(panels, title=title, legend=legend))
@@ -501,8 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("pred_dir", metavar="PRED_DIR", help="folder of predicted label PNGs")
     ev.add_argument("gt_dir", metavar="GT_DIR", help="folder of ground-truth annotation PNGs")
     _add_label_format_options(ev)
-    ev.add_argument("--convention", choices=CONVENTIONS, default="mmseg",
-                    help="how undefined classes count in the means (default: mmseg)")
+    ev.add_argument("--convention", choices=CONVENTIONS, default=None,
+                    help="how undefined classes count in the means (default: mmseg, or with --dataset the "
+                         "dataset's official convention)")
     ev.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                     help="decoding threads (default: the CPUs available)")
     ev.add_argument("--allow-missing", action="store_true",

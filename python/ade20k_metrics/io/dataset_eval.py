@@ -296,6 +296,14 @@ class DatasetConfusionMatrix(ConfusionMatrix):
             new._instances.values[...] = values
         return new
 
+    def save(self, path) -> None:
+        raise NotImplementedError("a dataset accumulator is saved with state_dict() (or pickle); "
+                                  "DatasetConfusionMatrix.from_state_dict rebuilds it")
+
+    @classmethod
+    def load(cls, path, *, n_threads: int | None = None):
+        raise NotImplementedError("rebuild a dataset accumulator with DatasetConfusionMatrix.from_state_dict")
+
     def sync(self, group=None, *, dataset_size: int | None = None):
         if self._instances is not None and dataset_size is not None:
             raise NotImplementedError("sync(dataset_size=...) does not drop repeated samples from the "
