@@ -251,6 +251,68 @@ def test_dask_read_labels_refuses_a_truncated_png(tmp_path, truncated_images_all
 
 # -- item 12: any name the OS allows ----------------------------------------------------------------
 
+def _bytes_name_or_skip(folder, name: bytes):
+    if not LINUX:
+        pytest.skip("file names that are not UTF-8 are a Linux (bytes) file-system case")
+    try:
+        with open(os.path.join(os.fsencode(folder), name), "wb"):
+            pass
+    except OSError as e:  # a file system that insists on UTF-8 names
+        pytest.skip(f"this file system refuses non-UTF-8 names: {e}")
+    os.unlink(os.path.join(os.fsencode(folder), name))
+
+
+def test_non_utf8_file_names_are_scored_hashed_and_reported(tmp_path, capsys):
+    pred_dir, gt_dir, maps = folders(tmp_path)
+    _bytes_name_or_skip(pred_dir, b"img_\xff.png")
+    extra_pred, extra_gt = labels(20), labels(21, low=0)
+    for folder, array in ((pred_dir, extra_pred), (gt_dir, extra_gt)):
+        Image.fromarray(array).save(os.path.join(os.fsencode(folder), b"img_\xff.png"), format="PNG")
+    maps["img_\xff"] = (extra_pred, extra_gt)
+    outputs = [tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.md"]
+    code, out, err = run(["evaluate", pred_dir, gt_dir, "--name", os.fsdecode(b"run \xfe"), "--params", "5",
+                          "--rank-anyway", "--json", outputs[0], "--csv", outputs[1], "--markdown", outputs[2]], capsys)
+    assert code == 0, err
+    for path in outputs:
+        path.read_bytes().decode("utf-8")  # strict: no lone surrogates, whatever the names were
+    text = outputs[0].read_text(encoding="utf-8")
+    assert "\\udc" not in text.lower()
+    doc = json.loads(text)
+    assert doc["environment"]["files"] == 4
+    assert np.array_equal(doc["confusion_matrix"], expected_matrix(maps))
+    # The file set's digest is over the names' bytes, sorted as the pairing sorts them.
+    keys = sorted(["a", "b", "c", os.fsdecode(b"img_\xff")])
+    digest = hashlib.sha256(b"".join(os.fsencode(k) + b"\n" for k in keys)).hexdigest()
+    assert doc["environment"]["files_sha256"] == digest
+    assert doc["environment"]["name"] == "run \\xfe"
+    assert "run \\xfe" in out
+
+
+def test_non_utf8_names_in_messages_are_escaped(tmp_path, capsys):
+    pred_dir, gt_dir, _ = folders(tmp_path)
+    _bytes_name_or_skip(pred_dir, b"x\xff.png")
+    Image.fromarray(labels(5)).save(os.path.join(os.fsencode(pred_dir), b"x\xff.png"), format="PNG")
+    code, _, err = run(["evaluate", pred_dir, gt_dir], capsys)
+    assert code == 1 and "x\\xff" in err and "no ground truth" in err
+    err.encode("utf-8")  # strict
+    with open(os.path.join(os.fsencode(gt_dir), b"x\xff.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n broken")
+    code, _, err = run(["evaluate", pred_dir, gt_dir], capsys)
+    assert code == 1 and f"{gt_dir}/x\\xff.png" in err
+    err.encode("utf-8")
+
+
+def test_control_characters_in_names_cannot_break_the_message_line(tmp_path, capsys):
+    pred_dir, gt_dir, _ = folders(tmp_path)
+    name = "evil\n\x1b[2Jname"
+    try:
+        write_png(pred_dir / f"{name}.png", labels(1))
+    except OSError as e:
+        pytest.skip(f"this file system refuses control characters in names: {e}")
+    code, _, err = run(["evaluate", pred_dir, gt_dir], capsys)
+    assert code == 1 and "evil\\x0a\\x1b[2Jname" in err
+    assert "\x1b" not in err and all(line.startswith(("ade20k-metrics", "usage")) for line in err.splitlines())
+
 
 # -- item 13: decompression bombs ----------------------------------------------------------------------
 
@@ -270,6 +332,35 @@ def test_png_bomb_is_a_one_line_error_naming_file_and_limit(tmp_path, capsys):
     assert err.count("\n") == 1, err
     assert str(gt_dir / "b.png") in err and "200000000 pixels" in err
     assert str(Image.MAX_IMAGE_PIXELS) in err and "--max-pixels" in err
+
+
+@pytest.mark.parametrize("side", [10, 40])  # over twice the limit (Pillow raises) and just over it (Pillow warns)
+def test_max_pixels_sets_the_limit_for_the_run_only(tmp_path, capsys, monkeypatch, side):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50 if side == 10 else 1000)
+    limit = Image.MAX_IMAGE_PIXELS
+    shape = (side * 3, side * 4) if side == 10 else (side, side)
+    pred_dir, gt_dir, maps = folders(tmp_path, names=("a",), shape=shape)
+    pixels = shape[0] * shape[1]
+    code, _, err = run(["evaluate", pred_dir, gt_dir], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert f"{pixels} pixels exceeds the limit of {limit}" in err and f"--max-pixels {pixels}" in err
+    for value in (str(pixels), "none"):
+        code, _, err = run(["evaluate", pred_dir, gt_dir, "--max-pixels", value, "--json", tmp_path / "r.json"],
+                           capsys)
+        assert code == 0, err
+        assert np.array_equal(json.loads((tmp_path / "r.json").read_text())["confusion_matrix"],
+                              expected_matrix(maps))
+        assert Image.MAX_IMAGE_PIXELS == limit  # restored
+
+
+def test_show_photo_bomb_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    pred_dir, gt_dir, _ = folders(tmp_path, names=("a",), shape=(8, 8))
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(tmp_path / "photo.jpg")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    code, _, err = run(["show", pred_dir / "a.png", gt_dir / "a.png", tmp_path / "photo.jpg",
+                        "-o", tmp_path / "o.png"], capsys)
+    assert code == 1 and str(tmp_path / "photo.jpg") in err and "--max-pixels" in err
+    assert not (tmp_path / "o.png").exists()
 
 
 # -- item 14: symbolic links, loops and folders that cannot be listed -----------------------------------
@@ -354,14 +445,55 @@ def test_broken_symlink_named_png_is_an_error(tmp_path, capsys):
 
 # -- item 15 and the rest of the command line: every numeric argument, every --help --------------------
 
+BAD_ARGUMENTS = [
+    ("evaluate", "--ignore-index", str(2**70)), ("evaluate", "--ignore-index", str(-(2**70))),
+    ("evaluate", "--ignore-index", "9" * 5000), ("evaluate", "--ignore-index", "1.5"),
+    ("evaluate", "--num-classes", "0"), ("evaluate", "--num-classes", str(2**70)),
+    ("evaluate", "--num-classes", "70000"), ("evaluate", "--num-classes", "-3"),
+    ("evaluate", "--threads", "0"), ("evaluate", "--threads", "-2"), ("evaluate", "--threads", "two"),
+    ("evaluate", "--max-pixels", "0"), ("evaluate", "--max-pixels", "-1"), ("evaluate", "--max-pixels", "lots"),
+    ("evaluate", "--params", "0"), ("evaluate", "--params", "nan"), ("evaluate", "--params", "inf"),
+    ("evaluate", "--params", "1e400"),
+    ("show", "--ignore-index", str(2**64)), ("show", "--num-classes", "0"), ("show", "--max-pixels", "0"),
+    ("leaderboard", "--miou", "-1"), ("leaderboard", "--miou", "100.5"), ("leaderboard", "--miou", "nan"),
+    ("leaderboard", "--params", "-5"), ("leaderboard", "--params", "nan"),
+    ("demo", "--threads", "0"), ("demo", "--threads", "-3"), ("demo", "--threads", "x"),
+    ("evaluate", "--ci", "1.5"), ("evaluate", "--bootstrap", "0"), ("evaluate", "--seed", "-1"),
+    ("compare", "--ignore-index", str(2**70)), ("compare", "--num-classes", "0"), ("compare", "--threads", "0"),
+    ("compare", "--max-pixels", "0"), ("compare", "--permutations", "0"), ("compare", "--ci", "0"),
+    ("compare", "--top", "many"),
+]
 
-@pytest.mark.parametrize("command", [[], ["evaluate"], ["show"], ["leaderboard"], ["demo"]])
+
+@pytest.mark.parametrize("command, option, value", BAD_ARGUMENTS)
+def test_bad_numeric_argument_is_a_usage_error(tmp_path, capsys, command, option, value):
+    p, g = tmp_path / "p", tmp_path / "g"
+    p.mkdir()
+    g.mkdir()
+    write_png(p / "a.png", labels(1))
+    write_png(g / "a.png", labels(2, low=0))
+    positional = {"evaluate": [p, g], "show": [p / "a.png", g / "a.png", "-o", tmp_path / "o.png"],
+                  "compare": [p, p, g]}.get(command, [])
+    with pytest.raises(SystemExit) as exc:
+        main([command, *map(str, positional), f"{option}={value}"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and "Traceback" not in err and len(err) < 2000
+
+
+@pytest.mark.parametrize("command", [[], ["evaluate"], ["compare"], ["show"], ["leaderboard"], ["demo"]])
 def test_every_help_exits_0(capsys, command):
     with pytest.raises(SystemExit) as exc:
         main([*command, "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: ade20k-metrics") and "--help" in out
+
+
+def test_evaluate_help_names_the_pixel_limit(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "--max-pixels" in capsys.readouterr().out
 
 
 def test_bench_help_exits_0_without_running(capsys):
@@ -372,7 +504,56 @@ def test_bench_help_exits_0_without_running(capsys):
     assert "usage" in capsys.readouterr().out
 
 
+def test_same_folder_twice_is_a_usage_error(tmp_path, capsys):
+    pred_dir, _, _ = folders(tmp_path)
+    code, out, err = run(["evaluate", pred_dir, pred_dir, "--json", tmp_path / "r.json"], capsys)
+    assert code == 2 and "same folder" in err and out == ""
+    assert not (tmp_path / "r.json").exists() and no_temporaries(tmp_path)
+
+
 # -- items 16 and 17: outputs checked before the work, written all together or not at all ----------------
+
+def _count_decodes(monkeypatch):
+    from ade20k_metrics.io import label_files
+
+    calls = []
+    real = label_files.load_pair
+
+    def counting(pair, label_format):
+        calls.append(pair.key)
+        return real(pair, label_format)
+
+    monkeypatch.setattr(label_files, "load_pair", counting)
+    return calls
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be created")
+def test_unwritable_output_fails_before_the_work_naming_the_given_path(tmp_path, capsys, monkeypatch):
+    pred_dir, gt_dir, _ = folders(tmp_path)
+    decoded = _count_decodes(monkeypatch)
+    code, out, err = run(["evaluate", pred_dir, gt_dir, "--csv", tmp_path / "r.csv",
+                          "--json", "/proc/result.json"], capsys)
+    assert code == 1 and out == ""
+    assert "--json /proc/result.json" in err and ".tmp-" not in err
+    assert decoded == []
+    assert not (tmp_path / "r.csv").exists() and no_temporaries(tmp_path)
+
+
+def test_write_failure_names_the_given_path(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from ade20k_metrics.io import report
+
+    pred_dir, gt_dir, _ = folders(tmp_path)
+
+    def disk_full(path, document):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report, "write_json", disk_full)
+    code, _, err = run(["evaluate", pred_dir, gt_dir, "--json", tmp_path / "r.json",
+                        "--csv", tmp_path / "r.csv"], capsys)
+    assert code == 1 and f"--json {tmp_path / 'r.json'}" in err and "No space left" in err
+    assert not (tmp_path / "r.csv").exists() and no_temporaries(tmp_path)
 
 
 def _outputs(tmp_path):
@@ -381,6 +562,49 @@ def _outputs(tmp_path):
 
 def _output_args(outputs):
     return [a for option, path in outputs.items() for a in (option, path)]
+
+
+@pytest.mark.parametrize("previous", [False, True])
+def test_interrupt_while_writing_leaves_no_mixed_set(tmp_path, capsys, monkeypatch, previous):
+    from ade20k_metrics.io import report
+
+    pred_dir, gt_dir, _ = folders(tmp_path)
+    outputs = _outputs(tmp_path)
+    if previous:
+        for path in outputs.values():
+            path.write_text("previous run\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "markdown_text", interrupted)  # the third of three outputs
+    code, _, err = run(["evaluate", pred_dir, gt_dir, *_output_args(outputs)], capsys)
+    assert code == 130 and "error: interrupted (" in err
+    for path in outputs.values():
+        assert path.read_text() == "previous run\n" if previous else not path.exists()
+    assert no_temporaries(tmp_path)
+
+
+def test_interrupt_during_the_renames_is_held_until_the_set_is_whole(tmp_path, capsys, monkeypatch):
+    pred_dir, gt_dir, maps = folders(tmp_path)
+    outputs = _outputs(tmp_path)
+    real_replace = os.replace
+    interrupted = []
+
+    def replace(src, dst, **kwargs):
+        if os.fspath(dst) == str(outputs["--json"]) and not interrupted:  # Ctrl-C as the first output lands
+            interrupted.append(dst)
+            signal.raise_signal(signal.SIGINT)
+        return real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    code, _, err = run(["evaluate", pred_dir, gt_dir, *_output_args(outputs)], capsys)
+    assert interrupted and code == 130
+    doc = json.loads(outputs["--json"].read_text())
+    assert np.array_equal(doc["confusion_matrix"], expected_matrix(maps))
+    assert outputs["--csv"].read_text().count("\n") == K + 1
+    assert "## Per class" in outputs["--markdown"].read_text()
+    assert no_temporaries(tmp_path)
 
 
 def test_interrupt_during_decoding_stops_the_decoders_and_writes_nothing(tmp_path, capsys, monkeypatch):
@@ -400,6 +624,97 @@ def test_interrupt_during_decoding_stops_the_decoders_and_writes_nothing(tmp_pat
     assert code == 130
     assert not any(path.exists() for path in outputs.values()) and no_temporaries(tmp_path)
     assert not [t for t in threading.enumerate() if t.name.startswith("ade20k-decode")]
+
+
+_BLOCKING_RUN = textwrap.dedent("""
+    import sys, time
+    from ade20k_metrics.io import label_files
+    def stuck(*args, **kwargs):
+        time.sleep(120)
+    label_files.evaluate_pairs = stuck
+    from ade20k_metrics.cli.main import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_in_the_middle_of_a_run_cleans_up(tmp_path, sig, status):
+    # The run is held inside the work (after its outputs are reserved) so the signal lands there, every time.
+    pred_dir, gt_dir, _ = folders(tmp_path)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    outputs = _outputs(out_dir)
+    proc = subprocess.Popen([sys.executable, "-c", _BLOCKING_RUN, "evaluate", str(pred_dir), str(gt_dir),
+                             *map(str, _output_args(outputs))], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(os.listdir(out_dir)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(os.listdir(out_dir)) == 3, proc.communicate(timeout=60)  # the three reserved temporaries
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == status, err
+    assert os.listdir(out_dir) == [] and "Traceback" not in err
+
+
+def test_closed_stdout_is_no_traceback_and_outputs_are_whole(tmp_path):
+    pred_dir, gt_dir, maps = folders(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "ade20k_metrics", "evaluate", str(pred_dir), str(gt_dir),
+                             "--json", str(tmp_path / "r.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader went away, as `| head -1` does
+    err = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 1
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert np.array_equal(json.loads((tmp_path / "r.json").read_text())["confusion_matrix"], expected_matrix(maps))
+
+
+def test_output_that_would_replace_an_input_is_a_usage_error(tmp_path, capsys):
+    pred_dir, gt_dir, _ = folders(tmp_path)
+    before = (gt_dir / "a.png").read_bytes()
+    code, _, err = run(["show", pred_dir / "a.png", gt_dir / "a.png", "-o", gt_dir / "a.png"], capsys)
+    assert code == 2 and "is an input file" in err
+    pytest.importorskip("matplotlib")
+    code, _, err = run(["evaluate", pred_dir, gt_dir, "--plot", gt_dir / "a.png"], capsys)
+    assert code == 2 and "is an input file" in err
+    assert (gt_dir / "a.png").read_bytes() == before
+
+
+def test_two_options_writing_one_file_is_a_usage_error(tmp_path, capsys):
+    pred_dir, gt_dir, _ = folders(tmp_path)
+    code, _, err = run(["evaluate", pred_dir, gt_dir, "--json", tmp_path / "r.txt", "--csv", tmp_path / "r.txt"],
+                       capsys)
+    assert code == 2 and "--json" in err and "--csv" in err
+    assert not (tmp_path / "r.txt").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_output_onto_a_fifo_is_refused_and_the_fifo_kept(tmp_path, capsys):
+    pred_dir, gt_dir, _ = folders(tmp_path)
+    os.mkfifo(tmp_path / "pipe")
+    code, _, err = run(["evaluate", pred_dir, gt_dir, "--json", tmp_path / "pipe"], capsys)
+    assert code == 2 and "not a regular file" in err
+    assert stat.S_ISFIFO(os.stat(tmp_path / "pipe").st_mode)
+
+
+def test_symlinked_output_replaces_the_file_it_points_to(tmp_path, capsys):
+    pred_dir, gt_dir, _ = folders(tmp_path)
+    (tmp_path / "store").mkdir()
+    real = tmp_path / "store" / "r.json"
+    real.write_text("old")
+    try:
+        os.symlink(real, tmp_path / "r.json")
+    except (OSError, NotImplementedError) as e:
+        pytest.skip(f"cannot create symbolic links here: {e}")
+    code, _, err = run(["evaluate", pred_dir, gt_dir, "--json", tmp_path / "r.json"], capsys)
+    assert code == 0, err
+    assert os.path.islink(tmp_path / "r.json") and json.loads(real.read_text())["format"] == "ade20k-metrics evaluate"
 
 
 def test_outputs_get_the_umask_permissions_without_touching_the_umask(tmp_path, capsys, monkeypatch):
@@ -439,6 +754,17 @@ def test_fifo_named_png_is_refused_without_hanging(tmp_path):
     assert done.returncode == 1 and str(gt_dir / "b.png") in done.stderr and "FIFO" in done.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_show_refuses_a_fifo_photo_and_folders(tmp_path, capsys):
+    pred_dir, gt_dir, _ = folders(tmp_path, names=("a",))
+    os.mkfifo(tmp_path / "photo.png")
+    code, _, err = run(["show", pred_dir / "a.png", gt_dir / "a.png", tmp_path / "photo.png",
+                        "-o", tmp_path / "o.png"], capsys)
+    assert code == 2 and "not a regular file" in err
+    code, _, err = run(["show", pred_dir / "a.png", gt_dir, "-o", tmp_path / "o.png"], capsys)
+    assert code == 2 and "is a folder" in err
+
+
 def test_folder_named_png_is_searched_as_a_folder(tmp_path, capsys):
     pred_dir, gt_dir, maps = folders(tmp_path, names=("a", "odd.png/b"))
     code, _, err = run(["evaluate", pred_dir, gt_dir, "--json", tmp_path / "r.json"], capsys)
@@ -468,3 +794,76 @@ def test_zero_sized_png_and_unknown_content_are_errors_naming_the_file(tmp_path)
     with pytest.raises(InputError, match=r"x\.png: cannot read image: not a format Pillow recognises") as e:
         read_label_map(path)
     assert "BytesIO" not in str(e.value)
+
+
+# -- the research outputs and compare: the same rules ------------------------------------------------------
+
+def _two_runs(tmp_path):
+    pred_dir, gt_dir, maps = folders(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    for name, (pred, _) in maps.items():
+        write_png(other / f"{name}.png", np.where(pred > 4, pred, 1).astype(np.uint8))
+    return pred_dir, other, gt_dir
+
+
+def test_research_outputs_join_the_all_or_nothing_set(tmp_path, capsys, monkeypatch):
+    from ade20k_metrics.io import report
+
+    pred_dir, gt_dir, _ = folders(tmp_path)
+    outputs = {"--json": tmp_path / "r.json", "--per-image": tmp_path / "p.csv", "--latex": tmp_path / "t.tex",
+               "--markdown": tmp_path / "r.md"}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "markdown_text", interrupted)
+    code, _, err = run(["evaluate", pred_dir, gt_dir, "--ci", "0.9", "--bootstrap", "20",
+                        *_output_args(outputs)], capsys)
+    assert code == 130
+    assert not any(path.exists() for path in outputs.values()) and no_temporaries(tmp_path)
+    monkeypatch.undo()
+    code, out, err = run(["evaluate", pred_dir, gt_dir, "--ci", "0.9", "--bootstrap", "20",
+                          *_output_args(outputs)], capsys)
+    assert code == 0, err
+    assert all(path.stat().st_size > 0 for path in outputs.values()) and "CI [" in out
+    assert json.loads(outputs["--json"].read_text())["metrics"]["miou_ci"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be created")
+def test_compare_checks_its_outputs_before_the_work(tmp_path, capsys, monkeypatch):
+    a, b, gt = _two_runs(tmp_path)
+    decoded = _count_decodes(monkeypatch)
+    code, out, err = run(["compare", a, b, gt, "--json", tmp_path / "c.json", "--latex", "/proc/c.tex"], capsys)
+    assert code == 1 and out == "" and "--latex /proc/c.tex" in err
+    assert decoded == [] and not (tmp_path / "c.json").exists() and no_temporaries(tmp_path)
+
+
+def test_compare_writes_all_of_its_outputs_or_none(tmp_path, capsys, monkeypatch):
+    from ade20k_metrics.cli import compare
+
+    a, b, gt = _two_runs(tmp_path)
+    outputs = {"--json": tmp_path / "c.json", "--markdown": tmp_path / "c.md", "--per-image": tmp_path / "c.csv"}
+    args = ["compare", a, b, gt, "--bootstrap", "20", "--permutations", "20", *_output_args(outputs)]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare, "per_image_text", interrupted)  # after the JSON and Markdown are made
+    code, out, err = run(args, capsys)
+    assert code == 130 and "error: interrupted (" in err
+    assert not any(path.exists() for path in outputs.values()) and no_temporaries(tmp_path)
+    monkeypatch.undo()
+    code, out, err = run(args, capsys)
+    assert code == 0, err
+    doc = json.loads(outputs["--json"].read_text())
+    assert "delta" in doc and outputs["--markdown"].read_text() and outputs["--per-image"].read_text()
+    assert no_temporaries(tmp_path)
+
+
+def test_compare_refuses_a_negative_top_and_the_same_folder_twice(tmp_path, capsys):
+    a, b, gt = _two_runs(tmp_path)
+    code, _, err = run(["compare", a, b, gt, "--top=-1"], capsys)
+    assert code == 2 and "--top must be 0 or more" in err
+    code, _, err = run(["compare", a, gt, gt], capsys)
+    assert code == 2 and "are the same folder" in err
