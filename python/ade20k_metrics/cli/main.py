@@ -3,20 +3,28 @@
 Exit status: 0 success, 1 bad input (missing counterparts, unreadable or
 wrong images, out-of-range labels, an output that cannot be written, a
 missing optional library), 2 usage (bad options, a folder that does not
-exist), 130 interrupted.
+exist), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).  A run writes all
+of its output files or none of them.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
 
 CONVENTIONS = ("mmseg", "torchmetrics", "detectron2", "csail")
+EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+_MISSING_SHOWN = 10
+_INT64 = (-(2**63), 2**63 - 1)
 
 DESCRIPTION = """\
 Semantic-segmentation metrics for ADE20K and any label-map benchmark: scores
@@ -33,9 +41,8 @@ examples:
 Exit status: 0 success, 1 bad input (missing counterparts, unreadable or
 wrong images, out-of-range labels, an output that cannot be written, a
 missing optional library), 2 usage (bad options, a folder that does not
-exist), 130 interrupted."""
-EXIT_OK, EXIT_BAD_INPUT, EXIT_USAGE = 0, 1, 2
-_MISSING_SHOWN = 10
+exist), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).  A run writes all
+of its output files or none of them."""
 
 
 class UsageError(Exception):
@@ -46,12 +53,18 @@ def _fmt(x: float) -> str:
     return "   nan" if np.isnan(x) else f"{100 * x:6.2f}"
 
 
+def _printable(text) -> str:
+    from ..io.report import printable
+
+    return printable(text)
+
+
 def _error(message: str) -> None:
-    print(f"ade20k-metrics: error: {message}", file=sys.stderr)
+    print(f"ade20k-metrics: error: {_printable(message)}", file=sys.stderr)
 
 
 def _warn(message: str) -> None:
-    print(f"ade20k-metrics: warning: {message}", file=sys.stderr)
+    print(f"ade20k-metrics: warning: {_printable(message)}", file=sys.stderr)
 
 
 # -- demo ---------------------------------------------------------------------------------------------
@@ -91,11 +104,11 @@ class _Progress:
     def __init__(self, total: int, enabled: bool, desc: str = "evaluate"):
         self.total = total
         self.enabled = enabled
-        self._desc = desc
         self._tqdm = None
         self._start = time.perf_counter()
         self._last_draw = self._start  # first line after a moment, when the rate means something
         self._done = 0
+        self._desc = desc
         if not enabled:
             return
         try:
@@ -139,32 +152,58 @@ class _Progress:
 
 # -- shared option handling ---------------------------------------------------------------------------
 
-def _ignore_index(text: str) -> int | None:
-    if text.lower() == "none":
-        return None
+def _clip(text) -> str:
+    text = _printable(text)
+    return text if len(text) <= 40 else f"{text[:37]}... ({len(text)} characters)"
+
+
+def _integer(text: str, what: str) -> int:
     try:
         return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer label or 'none', got {text!r}") from None
+    except ValueError:  # also a number of more than sys.get_int_max_str_digits() digits
+        raise argparse.ArgumentTypeError(f"expected {what}, got {_clip(text)!r}") from None
+
+
+def _ignore_index(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    value = _integer(text, "an integer label or 'none'")
+    lo, hi = _INT64
+    if not lo <= value <= hi:
+        raise argparse.ArgumentTypeError(f"expected a label that fits in 64 bits ({lo}..{hi}) or 'none', "
+                                         f"got {_clip(value)}")
+    return value
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    value = _integer(text, "a positive integer")
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {_clip(value)}")
     return value
+
+
+def _class_count(text: str) -> int:
+    from ..core.inputs import MAX_CLASSES
+
+    value = _integer(text, "a number of classes")
+    if not 1 <= value <= MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"expected a number of classes from 1 to {MAX_CLASSES}, got {_clip(value)}")
+    return value
+
+
+def _pixel_count(text: str) -> int | str:
+    if text.strip().lower() == "none":
+        return "none"
+    return _positive_int(text)
 
 
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {_clip(text)!r}") from None
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {_clip(text)!r}")
     return value
 
 
@@ -172,14 +211,14 @@ def _percent(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected mIoU in percent, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected mIoU in percent, got {_clip(text)!r}") from None
     if not 0 <= value <= 100:
         raise argparse.ArgumentTypeError(f"expected mIoU in percent (0..100), got {value}")
     return value
 
 
 def _add_label_format_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-classes", type=_positive_int, default=150, metavar="K",
+    p.add_argument("--num-classes", type=_class_count, default=150, metavar="K",
                    help="number of classes (default: 150, ADE20K)")
     p.add_argument("--ignore-index", type=_ignore_index, default=255, metavar="LABEL",
                    help="ground-truth label never evaluated, or 'none' (default: 255)")
@@ -193,6 +232,9 @@ def _add_label_format_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", choices=["nearest"], default=None,
                    help="resize predictions whose size differs from the ground truth (nearest neighbour, "
                         "as the ADE20K devkit does); default: such a pair is an error")
+    p.add_argument("--max-pixels", type=_pixel_count, default=None, metavar="N",
+                   help="largest image to decode, in pixels, or 'none' (default: Pillow's decompression-bomb "
+                        "limit, PIL.Image.MAX_IMAGE_PIXELS, 89478485 unless changed)")
     _add_dataset_options(p)
 
 
@@ -210,13 +252,10 @@ def _add_dataset_options(p: argparse.ArgumentParser) -> None:
 
 
 def _label_format(args: argparse.Namespace):
-    from ..core.inputs import MAX_CLASSES
     from ..io.label_files import LabelFormat
 
     if args.dataset is not None or args.pred_colors or args.pred_train_ids:
         return _dataset_format(args)
-    if args.num_classes > MAX_CLASSES:
-        raise UsageError(f"--num-classes must be at most {MAX_CLASSES}, got {args.num_classes}")
     if args.reduce_zero_label and args.gt_zero_based:
         raise UsageError("--reduce-zero-label (ground truth 0 = other) contradicts --gt-zero-based / "
                          "--no-reduce-zero-label (ground truth 0..K-1)")
@@ -248,35 +287,62 @@ def _dataset_format(args: argparse.Namespace):
         raise UsageError(str(e)) from None
 
 
-def _check_output_path(path: str | None, option: str) -> None:
-    if path is None:
+def _check_outputs(outputs: list[tuple[str, str]]) -> None:
+    """Usage errors in the output paths, before anything is read: a missing folder, a folder, a device, a clash."""
+    seen: dict[str, str] = {}
+    for option, path in outputs:
+        shown = f"{option} {_printable(path)}"
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise UsageError(f"{shown}: folder {_printable(parent)} does not exist")
+        if os.path.isdir(path):
+            raise UsageError(f"{shown}: is a folder")
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise UsageError(f"{shown}: exists and is not a regular file (reports are written to files)")
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UsageError(f"{shown}: {seen[real]} writes the same file")
+        seen[real] = option
+
+
+def _check_outputs_spare_inputs(outputs: list[tuple[str, str]], inputs) -> None:
+    """A usage error if an output would replace an input file (a picture over a ground-truth PNG)."""
+    outputs = [(option, path) for option, path in outputs if os.path.exists(path)]  # only those can clash
+    if not outputs:
         return
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise UsageError(f"{option} {path}: folder {parent} does not exist")
-    if os.path.isdir(path):
-        raise UsageError(f"{option} {path}: is a folder")
+    by_name: dict[str, list] = {}
+    for path in inputs:
+        by_name.setdefault(os.path.basename(os.fspath(path)).lower(), []).append(path)
+    for option, path in outputs:
+        names = {os.path.basename(path).lower(), os.path.basename(os.path.realpath(path)).lower()}
+        for name in names:
+            for candidate in by_name.get(name, ()):
+                with contextlib.suppress(OSError):
+                    if os.path.samefile(path, candidate):
+                        raise UsageError(f"{option} {_printable(path)}: is an input file ({_printable(candidate)}); "
+                                         "an output must not replace it")
+
+
+def _given_outputs(args: argparse.Namespace, options: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [("--" + name.replace("_", "-"), getattr(args, name)) for name in options
+            if getattr(args, name) is not None]
 
 
 def _list_names(names: tuple[str, ...]) -> str:
-    shown = ", ".join(names[:_MISSING_SHOWN])
+    shown = ", ".join(_printable(name) for name in names[:_MISSING_SHOWN])
     return shown + (f", ... and {len(names) - _MISSING_SHOWN} more" if len(names) > _MISSING_SHOWN else "")
 
 
 # -- evaluate -----------------------------------------------------------------------------------------
 
+_EVALUATE_OUTPUTS = ("json", "csv", "markdown", "plot", "leaderboard_plot")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..io.report import OutputSet
-
-    with OutputSet() as research_outputs:  # --per-image and --latex: written together, or not at all
-        return _evaluate(args, research_outputs)
-
-
-def _evaluate(args: argparse.Namespace, research_outputs) -> int:
     from ..core.threads import resolve_threads
     from ..io import report
     from ..io.dataset_files import evaluate_dataset_pairs
-    from ..io.label_files import evaluate_pairs, pair_folders
+    from ..io.label_files import evaluate_pairs, find_label_maps, pair_label_maps
     from ..metrics.compute import compute_metrics
     from . import research
 
@@ -284,11 +350,14 @@ def _evaluate(args: argparse.Namespace, research_outputs) -> int:
     dataset = args.dataset is not None
     if args.convention is None:  # the dataset's official convention, else mmseg's
         args.convention = label_format.convention if dataset else "mmseg"
-    for option in ("json", "csv", "markdown", "plot", "leaderboard_plot", *research.OUTPUTS):
-        _check_output_path(getattr(args, option), "--" + option.replace("_", "-"))
+    given = _given_outputs(args, _EVALUATE_OUTPUTS + research.OUTPUTS)
+    _check_outputs(given)
     for folder in (args.pred_dir, args.gt_dir):
         if not os.path.isdir(folder):
-            raise UsageError(f"{folder}: not a folder")
+            raise UsageError(f"{_printable(folder)}: not a folder")
+    if os.path.samefile(args.pred_dir, args.gt_dir):
+        raise UsageError(f"PRED_DIR and GT_DIR are the same folder ({_printable(args.pred_dir)}): every file "
+                         "would be scored against itself")
     # Fail before decoding thousands of images, not after: convention and optional libraries.
     try:
         compute_metrics(np.zeros((label_format.num_classes,) * 2, dtype=np.int64), convention=args.convention)
@@ -297,111 +366,129 @@ def _evaluate(args: argparse.Namespace, research_outputs) -> int:
     if args.plot or args.leaderboard_plot:
         report.import_pyplot()
     threads = resolve_threads(args.threads)
-    research.reserve(args, research_outputs)
+    name = _printable(args.name)
 
-    pairing = label_format.pair_folders(args.pred_dir, args.gt_dir) if dataset else pair_folders(args.pred_dir,
-                                                                                                 args.gt_dir)
+    with report.OutputSet() as outputs:
+        for option, path in given:  # an output that cannot be written fails here, before the work
+            outputs.add(option, path)
+        if dataset:  # the benchmark's own folder layout and file names
+            pairing = label_format.pair_folders(args.pred_dir, args.gt_dir)
+            _check_outputs_spare_inputs(given, [path for pair in pairing.pairs for path in (pair.pred, pair.gt)])
+        else:
+            preds, gts = find_label_maps(args.pred_dir), find_label_maps(args.gt_dir)
+            _check_outputs_spare_inputs(given, [*preds.values(), *gts.values()])
+            pairing = pair_label_maps(preds, gts)
+        if not _pairing_usable(pairing, args):
+            return EXIT_BAD_INPUT
+        if args.params is not None or args.leaderboard_plot:  # before the work: can this run be ranked at all?
+            from .leaderboard import protocol_problems
+
+            problems = protocol_problems(label_format.num_classes, len(pairing.pairs))
+            if problems and not args.rank_anyway:
+                raise UsageError("not ranked on the ADE20K leaderboard: " + "; ".join(problems)
+                                 + " (pass --rank-anyway to rank it all the same, marked as not comparable)")
+
+        progress = _Progress(len(pairing.pairs), enabled=not args.quiet and sys.stderr.isatty())
+        started = time.perf_counter()
+        try:
+            if research.wants_image_stats(args):  # every image's counts, for --per-image and --ci
+                from ..io.per_image import evaluate_per_image
+
+                cm = evaluate_per_image(pairing.pairs, label_format, threads=threads, on_pair=progress.update)
+            else:
+                evaluate = evaluate_dataset_pairs if dataset else evaluate_pairs
+                cm = evaluate(pairing.pairs, label_format, threads=threads, on_pair=progress.update)
+        finally:
+            progress.close()
+        elapsed = time.perf_counter() - started
+        metrics = cm.compute(convention=args.convention)
+
+        classes = label_format.class_info() if dataset else report.ClassInfo.for_num_classes(label_format.num_classes)
+        matrix = cm.class_matrix() if dataset else cm.matrix  # Cityscapes, COCO-Stuff: + a column of void predictions
+        official = label_format.official_metrics(cm) if dataset else {}
+        rows = report.per_class(matrix, metrics, classes)
+        scalars = {**report.summary(metrics, classes), **official}
+        ci = research.interval(cm, args)
+        printed = [report.format_table(rows, scalars, convention=args.convention, pixels=cm.total,
+                                       images=len(pairing.pairs)), research.interval_line(ci)]
+        ranked = protocol = None
+        if args.params is not None or args.leaderboard_plot:
+            from . import leaderboard
+
+            ranked = leaderboard.with_result(leaderboard.published(), 100 * scalars["miou"], args.params, name)
+            problems = leaderboard.protocol_problems(label_format.num_classes, len(pairing.pairs))
+            protocol = (f"{label_format.num_classes} classes, {len(pairing.pairs):,} images, "
+                        f"{args.convention} convention" + ("; NOT COMPARABLE: " + "; ".join(problems) if problems else ""))
+            printed.append(f"\nADE20K leaderboard with {name} inserted (mIoU in percent, params in millions; "
+                           f"this run: {protocol}):\n"
+                           + leaderboard.format_table(ranked) + leaderboard.verdict(ranked) + "\n")
+
+        env = report.environment(
+            command=_printable(shlex.join(["ade20k-metrics", *args.argv])),
+            threads=threads,
+            convention=args.convention,
+            **label_format.describe(),
+            prediction_folder=_printable(args.pred_dir),
+            ground_truth_folder=_printable(args.gt_dir),
+            files=len(pairing.pairs),
+            files_sha256=pairing.digest(),
+            missing_predictions=len(pairing.missing_pred),
+            missing_ground_truth=len(pairing.missing_gt),
+            pixels=cm.total,
+            seconds=round(elapsed, 3),
+            name=name,
+            params_millions=args.params,
+        )
+        # Every output goes to its temporary first; only when all are written are they renamed together.
+        if args.json:
+            document = report.report_dict(matrix, metrics, classes, env)
+            document["metrics"].update({k: None if math.isnan(v) else v for k, v in official.items()})
+            document = research.extend_report(document, ci)
+            outputs.write(args.json, lambda tmp: report.write_json(tmp, document))
+        for path, text in research.output_texts(args, cm, scalars, rows, ci, len(pairing.pairs)):
+            outputs.write(path, lambda tmp, text=text: report.atomic_write_text(tmp, text))
+        if args.csv:
+            outputs.write(args.csv, lambda tmp: report.atomic_write_text(tmp, report.csv_text(rows)))
+        if args.markdown:
+            text = report.markdown_text(rows, scalars, convention=args.convention, images=len(pairing.pairs),
+                                        pixels=cm.total)
+            outputs.write(args.markdown, lambda tmp: report.atomic_write_text(tmp, text))
+        if args.plot:
+            title = f"{name}: {len(pairing.pairs)} images, {args.convention} convention"
+            from ..io.figures import evaluation_figure
+
+            outputs.write(args.plot, lambda tmp: evaluation_figure(tmp, matrix, metrics, classes, title=title))
+        if args.leaderboard_plot:
+            from . import leaderboard
+
+            outputs.write(args.leaderboard_plot, lambda tmp: leaderboard.plot(tmp, ranked, protocol=protocol))
+        outputs.commit()
+    sys.stdout.write("".join(printed))
+    return EXIT_OK
+
+
+def _pairing_usable(pairing, args: argparse.Namespace) -> bool:
+    """Report files without a counterpart (errors, or warnings with --allow-missing); False if nothing can run."""
     missing = []
     if pairing.missing_pred:
-        missing.append(f"{len(pairing.missing_pred)} ground-truth file(s) in {args.gt_dir} have no prediction "
-                       f"in {args.pred_dir}: {_list_names(pairing.missing_pred)}")
+        missing.append(f"{len(pairing.missing_pred)} ground-truth file(s) in {_printable(args.gt_dir)} have no "
+                       f"prediction in {_printable(args.pred_dir)}: {_list_names(pairing.missing_pred)}")
     if pairing.missing_gt:
-        missing.append(f"{len(pairing.missing_gt)} prediction(s) in {args.pred_dir} have no ground truth "
-                       f"in {args.gt_dir}: {_list_names(pairing.missing_gt)}")
+        missing.append(f"{len(pairing.missing_gt)} prediction(s) in {_printable(args.pred_dir)} have no ground "
+                       f"truth in {_printable(args.gt_dir)}: {_list_names(pairing.missing_gt)}")
     if missing and not args.allow_missing:
         for line in missing:
             _error(line)
         _error("pass --allow-missing to score the pairs that exist")
-        return EXIT_BAD_INPUT
+        return False
     if missing and not args.quiet:
         for line in missing:
             _warn(line + " (skipped: --allow-missing)")
     if not pairing.pairs:
-        _error(f"no PNG pairs found (prediction folder {args.pred_dir}, ground-truth folder {args.gt_dir})")
-        return EXIT_BAD_INPUT
-    if args.params is not None or args.leaderboard_plot:  # before the work: can this run be ranked at all?
-        from .leaderboard import protocol_problems
-
-        problems = protocol_problems(label_format.num_classes, len(pairing.pairs))
-        if problems and not args.rank_anyway:
-            raise UsageError("not ranked on the ADE20K leaderboard: " + "; ".join(problems)
-                             + " (pass --rank-anyway to rank it all the same, marked as not comparable)")
-
-    progress = _Progress(len(pairing.pairs), enabled=not args.quiet and sys.stderr.isatty())
-    started = time.perf_counter()
-    try:
-        if research.wants_image_stats(args):  # every image's counts, for --per-image and --ci
-            from ..io.per_image import evaluate_per_image
-
-            cm = evaluate_per_image(pairing.pairs, label_format, threads=threads, on_pair=progress.update)
-        else:
-            evaluate = evaluate_dataset_pairs if dataset else evaluate_pairs
-            cm = evaluate(pairing.pairs, label_format, threads=threads, on_pair=progress.update)
-    finally:
-        progress.close()
-    elapsed = time.perf_counter() - started
-    metrics = cm.compute(convention=args.convention)
-
-    classes = label_format.class_info() if dataset else report.ClassInfo.for_num_classes(label_format.num_classes)
-    matrix = cm.class_matrix() if dataset else cm.matrix  # Cityscapes, COCO-Stuff: + a column of void predictions
-    official = label_format.official_metrics(cm) if dataset else {}
-    rows = report.per_class(matrix, metrics, classes)
-    scalars = {**report.summary(metrics, classes), **official}
-    print(report.format_table(rows, scalars, convention=args.convention, pixels=cm.total,
-                              images=len(pairing.pairs)), end="")
-    ci = research.interval(cm, args)
-    print(research.interval_line(ci), end="")
-
-    ranked = None
-    if args.params is not None or args.leaderboard_plot:
-        from . import leaderboard
-
-        ranked = leaderboard.with_result(leaderboard.published(), 100 * scalars["miou"], args.params, args.name)
-        problems = leaderboard.protocol_problems(label_format.num_classes, len(pairing.pairs))
-        protocol = (f"{label_format.num_classes} classes, {len(pairing.pairs):,} images, {args.convention} convention"
-                    + ("; NOT COMPARABLE: " + "; ".join(problems) if problems else ""))
-        print()
-        print(f"ADE20K leaderboard with {args.name} inserted (mIoU in percent, params in millions; this run: "
-              f"{protocol}):")
-        print(leaderboard.format_table(ranked), end="")
-        print(leaderboard.verdict(ranked))
-
-    env = report.environment(
-        command=shlex.join(["ade20k-metrics", *args.argv]),
-        threads=threads,
-        convention=args.convention,
-        **label_format.describe(),
-        prediction_folder=args.pred_dir,
-        ground_truth_folder=args.gt_dir,
-        files=len(pairing.pairs),
-        files_sha256=pairing.digest(),
-        missing_predictions=len(pairing.missing_pred),
-        missing_ground_truth=len(pairing.missing_gt),
-        pixels=cm.total,
-        seconds=round(elapsed, 3),
-        name=args.name,
-        params_millions=args.params,
-    )
-    if args.json:
-        document = report.report_dict(matrix, metrics, classes, env)
-        document["metrics"].update({k: None if math.isnan(v) else v for k, v in official.items()})
-        report.write_json(args.json, research.extend_report(document, ci))
-    research.write(research_outputs, research.output_texts(args, cm, scalars, rows, ci, len(pairing.pairs)))
-    if args.csv:
-        report.atomic_write_text(args.csv, report.csv_text(rows))
-    if args.markdown:
-        report.atomic_write_text(args.markdown, report.markdown_text(
-            rows, scalars, convention=args.convention, images=len(pairing.pairs), pixels=cm.total))
-    if args.plot:
-        from ..io.figures import evaluation_figure
-
-        evaluation_figure(args.plot, matrix, metrics, classes,
-                          title=f"{args.name}: {len(pairing.pairs)} images, {args.convention} convention")
-    if args.leaderboard_plot:
-        from . import leaderboard
-
-        leaderboard.plot(args.leaderboard_plot, ranked, protocol=protocol)
-    return EXIT_OK
+        _error(f"no PNG pairs found (prediction folder {_printable(args.pred_dir)}, ground-truth folder "
+               f"{_printable(args.gt_dir)})")
+        return False
+    return True
 
 
 # -- compare ------------------------------------------------------------------------------------------
@@ -415,23 +502,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.dataset is not None:
         raise UsageError("compare with --dataset is not available yet")
     label_format = _label_format(args)
-    for option in compare.OUTPUTS:
-        _check_output_path(getattr(args, option), "--" + option.replace("_", "-"))
-    for folder in (args.pred_a, args.pred_b, args.gt_dir):
+    given = _given_outputs(args, compare.OUTPUTS)
+    _check_outputs(given)
+    if args.top < 0:
+        raise UsageError(f"--top must be 0 or more, got {args.top}")
+    folders = (args.pred_a, args.pred_b, args.gt_dir)
+    for folder in folders:
         if not os.path.isdir(folder):
-            raise UsageError(f"{folder}: not a folder")
+            raise UsageError(f"{_printable(folder)}: not a folder")
+    for i, j in ((0, 2), (1, 2)):
+        if os.path.samefile(folders[i], folders[j]):
+            raise UsageError(f"{('PRED_A', 'PRED_B')[i]} and GT_DIR are the same folder ({_printable(folders[i])})")
     check_convention(args.convention)
     if args.plot:
         report.import_pyplot()
     threads = resolve_threads(args.threads)
     started = time.perf_counter()
     with report.OutputSet() as outputs:  # every output written, or none
-        compare.reserve(args, outputs)
+        compare.reserve(args, outputs)  # an output that cannot be written fails here, before the work
         doc = compare.run(args, label_format, threads,
                           lambda n: _Progress(n, enabled=not args.quiet and sys.stderr.isatty(), desc="compare"))
-        env = report.environment(command=shlex.join(["ade20k-metrics", *args.argv]), threads=threads,
-                                 convention=args.convention, **label_format.describe(), baseline_folder=args.pred_a,
-                                 other_folder=args.pred_b, ground_truth_folder=args.gt_dir,
+        env = report.environment(command=_printable(shlex.join(["ade20k-metrics", *args.argv])), threads=threads,
+                                 convention=args.convention, **label_format.describe(),
+                                 baseline_folder=_printable(args.pred_a), other_folder=_printable(args.pred_b),
+                                 ground_truth_folder=_printable(args.gt_dir),
                                  seconds=round(time.perf_counter() - started, 3))
         return compare.finish(args, doc, env, outputs)
 
@@ -444,72 +538,111 @@ def cmd_show(args: argparse.Namespace) -> int:
     from ..io.label_files import InputError, LabelPair, label_error, load_pair, to_train_ids
 
     label_format = _label_format(args)
-    _check_output_path(args.output, "-o")
+    given = [("-o", args.output)]
+    _check_outputs(given)
     pair = LabelPair(key=os.path.basename(args.pred), pred=_existing_file(args.pred), gt=_existing_file(args.gt))
-    if args.dataset is not None:
-        pred_raw, gt, _ = label_format.load_pair(pair)
-        checked = label_format.accumulator(n_threads=1)
-        label_format.add_pair(checked, pair, pred_raw, gt, None)  # evaluate's checks and messages
-        pred, gt_ids = label_format.class_ids(pred_raw, gt)
-    else:
-        pred_raw, gt = load_pair(pair, label_format)
-        pred = to_train_ids(pred_raw, label_format)
-        try:  # the same label checks as evaluate, with the same messages
-            checked = label_format.accumulator(n_threads=1).update(pred, gt)
-        except ValueError as e:
-            raise label_error(pair, pred_raw, gt, label_format, e) from None
-        gt_ids = target_rows(gt, label_format.num_classes, label_format.ignore_index, not label_format.gt_zero_based)
-    photo = None
+    inputs = [pair.pred, pair.gt]
     if args.image:
-        photo_path = _existing_file(args.image)
-        photo = _read_photo(photo_path)
-        if photo.shape[:2] != gt.shape:
-            raise InputError(f"{photo_path}: image is {photo.shape[1]}x{photo.shape[0]} but the ground truth "
-                             f"{pair.gt} is {gt.shape[1]}x{gt.shape[0]} (width x height)")
-    palette = label_format.palette if args.dataset is not None else report.class_palette(label_format.num_classes)
-    panels = report.comparison_panels(np.asarray(pred, dtype=np.int64), gt_ids, gt_ids >= 0, palette, photo)
-    from ..io import figures
+        inputs.append(_existing_file(args.image))
+    _check_outputs_spare_inputs(given, inputs)
+    with report.OutputSet() as outputs:
+        outputs.add("-o", args.output)
+        if args.dataset is not None:
+            pred_raw, gt, _ = label_format.load_pair(pair)
+            checked = label_format.accumulator(n_threads=1)
+            label_format.add_pair(checked, pair, pred_raw, gt, None)  # evaluate's checks and messages
+            pred, gt_ids = label_format.class_ids(pred_raw, gt)
+        else:
+            pred_raw, gt = load_pair(pair, label_format)
+            pred = to_train_ids(pred_raw, label_format)
+            try:  # the same label checks as evaluate, with the same messages
+                checked = label_format.accumulator(n_threads=1).update(pred, gt)
+            except ValueError as e:
+                raise label_error(pair, pred_raw, gt, label_format, e) from None
+            gt_ids = target_rows(gt, label_format.num_classes, label_format.ignore_index,
+                                 not label_format.gt_zero_based)
+        photo = None
+        if args.image:
+            photo_path = inputs[2]
+            photo = _read_photo(photo_path)
+            if photo.shape[:2] != gt.shape:
+                raise InputError(f"{_printable(photo_path)}: image is {photo.shape[1]}x{photo.shape[0]} but the "
+                                 f"ground truth {_printable(pair.gt)} is {gt.shape[1]}x{gt.shape[0]} "
+                                 "(width x height)")
+        palette = label_format.palette if args.dataset is not None else report.class_palette(label_format.num_classes)
+        panels = report.comparison_panels(np.asarray(pred, dtype=np.int64), gt_ids, gt_ids >= 0, palette, photo)
+        from ..io import figures
 
-    classes = (label_format.class_info() if args.dataset is not None
-               else report.ClassInfo.for_num_classes(label_format.num_classes))
-    legend = figures.show_legend(np.asarray(pred, dtype=np.int64), gt_ids, gt_ids >= 0, classes.names, palette)
-    title = figures.show_title(os.path.basename(args.pred), os.path.basename(args.gt), checked.compute())
-    report.save_rgb(args.output, figures.labelled_panels(panels, title=title, legend=legend))
+        classes = (label_format.class_info() if args.dataset is not None
+                   else report.ClassInfo.for_num_classes(label_format.num_classes))
+        legend = figures.show_legend(np.asarray(pred, dtype=np.int64), gt_ids, gt_ids >= 0, classes.names, palette)
+        title = figures.show_title(_printable(os.path.basename(args.pred)), _printable(os.path.basename(args.gt)),
+                                   checked.compute())
+        picture = figures.labelled_panels(panels, title=title, legend=legend)
+        outputs.write(args.output, lambda tmp: report.save_rgb(tmp, picture))
+        outputs.commit()
     return EXIT_OK
 
 
 def _existing_file(path: str):
     from pathlib import Path
 
+    if os.path.isdir(path):
+        raise UsageError(f"{_printable(path)}: is a folder, not a file")
+    if not os.path.exists(path):
+        if os.path.islink(path):
+            raise UsageError(f"{_printable(path)}: broken symbolic link")
+        raise UsageError(f"{_printable(path)}: no such file")
     if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file")
+        raise UsageError(f"{_printable(path)}: not a regular file")
     return Path(path)
 
 
 def _read_photo(path) -> np.ndarray:
-    from PIL import Image
+    from ..io.label_files import InputError, check_pixels, read_file_bytes
 
-    from ..io.label_files import InputError
-
+    Image = _pillow()
+    data = read_file_bytes(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
+            check_pixels(image.size, path)
             return np.asarray(image.convert("RGB"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"{_printable(path)}: {e}; if the file is genuine, raise the limit with --max-pixels") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise InputError(f"{path}: cannot read image: {e}") from None
+        raise InputError(f"{_printable(path)}: cannot read image: {_printable(e)}") from None
+
+
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError:
+        from ..io.report import MissingDependencyError
+
+        raise MissingDependencyError("reading images needs Pillow: pip install 'ade20k-metrics[cli]'") from None
+    return Image
 
 
 # -- leaderboard --------------------------------------------------------------------------------------
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from ..io import report
     from . import leaderboard
 
-    if args.plot:
-        _check_output_path(args.plot, "--plot")
+    given = _given_outputs(args, ("plot",))
+    _check_outputs(given)
     if args.miou is not None and 0 < args.miou < 1:
         _warn(f"--miou is in percent; {args.miou} ranks as {args.miou}%, not {100 * args.miou:g}%")
     if args.params is not None and args.miou is None:
         raise UsageError("--params needs --miou (the result to place)")
-    entries = leaderboard.with_result(leaderboard.published(), args.miou, args.params, args.name)
+    if args.plot:
+        report.import_pyplot()
+    entries = leaderboard.with_result(leaderboard.published(), args.miou, args.params, _printable(args.name))
+    with report.OutputSet() as outputs:
+        if args.plot:
+            outputs.add("--plot", args.plot)
+            outputs.write(args.plot, lambda tmp: leaderboard.plot(tmp, entries))
+            outputs.commit()
     print("ADE20K val leaderboard (single-scale or as published; mIoU in percent, params in millions):")
     print(leaderboard.format_table(entries), end="")
     if args.miou is not None:
@@ -519,8 +652,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.sources:
         print()
         print(leaderboard.format_sources(entries), end="")
-    if args.plot:
-        leaderboard.plot(args.plot, entries)
     return EXIT_OK
 
 
@@ -543,7 +674,7 @@ def cmd_bench(argv: list[str]) -> int:
 # -- parser and entry point ---------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import research
+    from . import compare, research
 
     from .._version import __version__
 
@@ -582,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rank a run that is not ADE20K-150 on the full validation set (2,000 images) on the "
                          "leaderboard, marked as not comparable (default: refused)")
     research.add_evaluate_options(ev)
-    ev.set_defaults(func=cmd_evaluate)
+    ev.set_defaults(func=cmd_evaluate, parser=ev)
 
     cmp = sub.add_parser(
         "compare", help="compare two prediction folders on the same ground truth: mIoU difference, interval, p-value",
@@ -590,8 +721,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "mIoU of each with its bootstrap interval, B - A with its paired bootstrap interval and a "
                     "two-sided paired randomization test's p-value, per-class differences, the images that "
                     "changed most.")
-    from . import compare
-
     compare.add_arguments(cmp)
     _add_label_format_options(cmp)
     cmp.add_argument("--convention", choices=CONVENTIONS, default="mmseg",
@@ -599,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                      help="decoding threads (default: the CPUs available)")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
-    cmp.set_defaults(func=cmd_compare)
+    cmp.set_defaults(func=cmd_compare, parser=cmp)
 
     show = sub.add_parser("show", help="draw ground truth, prediction and errors side by side",
                           description="Write a colourised side-by-side of one prediction and its ground truth "
@@ -609,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("image", metavar="IMAGE", nargs="?", help="the photo (optional)")
     show.add_argument("-o", "--output", required=True, metavar="OUT.png", help="where to write the picture")
     _add_label_format_options(show)
-    show.set_defaults(func=cmd_show)
+    show.set_defaults(func=cmd_show, parser=show)
 
     board = sub.add_parser("leaderboard", help="published ADE20K results, optionally with yours ranked among them",
                            description="The published ADE20K-150 validation mIoU of well-known models, with "
@@ -623,7 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--plot", metavar="FILE.png", help="draw mIoU against size with the efficiency frontier")
     board.add_argument("--sources", action="store_true",
                        help="list where each published figure comes from (paper, table, test scale, status)")
-    board.set_defaults(func=cmd_leaderboard)
+    board.set_defaults(func=cmd_leaderboard, parser=board)
 
     bench = sub.add_parser("bench", add_help=False, help="benchmark the kernel against its peers on this machine "
                                                           "(arguments go to the benchmark; try 'bench --help')")
@@ -634,9 +763,57 @@ def build_parser() -> argparse.ArgumentParser:
                           description="A first look without any data: scores the three real ADE20K validation "
                                       "annotations shipped with the package against simulated predictions and "
                                       "prints the per-class table, the means and the kernel in use.")
-    demo.add_argument("--threads", type=int, default=None, help="kernel threads (default: all available)")
-    demo.set_defaults(func=cmd_demo)
+    demo.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                      help="kernel threads (default: all available)")
+    demo.set_defaults(func=cmd_demo, parser=demo)
     return parser
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that a run cleans up as it does for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_cleans_up():
+    """Turn SIGTERM into _Terminated for the command's duration (main thread, default handler only)."""
+    sigterm = getattr(signal, "SIGTERM", None)
+    if (sigterm is None or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(sigterm) is not signal.SIG_DFL):
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise _Terminated
+
+    signal.signal(sigterm, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(sigterm, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _pixel_limit(value):
+    """Pillow's decompression-bomb limit set to ``--max-pixels`` for the command, restored after."""
+    if value is None:
+        yield
+        return
+    Image = _pillow()
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None if value == "none" else value
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _stdout_gone() -> None:
+    # A reader that went away (``| head``): point stdout at /dev/null so that
+    # the interpreter's last flush cannot fail again.
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -652,26 +829,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        return args.func(args)
+        with _sigterm_cleans_up(), _pixel_limit(getattr(args, "max_pixels", None)):
+            status = args.func(args)
+            sys.stdout.flush()  # a closed stdout fails here, not at exit
+            return status
     except UsageError as e:
-        parser.print_usage(sys.stderr)
+        getattr(args, "parser", parser).print_usage(sys.stderr)
         _error(str(e))
         return EXIT_USAGE
-    except InputError as e:
+    except (InputError, OutputError, MissingDependencyError) as e:
         _error(str(e))
         return EXIT_BAD_INPUT
-    except MissingDependencyError as e:
-        _error(str(e))
+    except BrokenPipeError:
+        _stdout_gone()
         return EXIT_BAD_INPUT
-    except OutputError as e:  # an output that cannot be written (io.report.OutputSet); none was replaced
-        _error(str(e))
-        return EXIT_BAD_INPUT
-    except OSError as e:  # e.g. an output file that cannot be written
+    except OSError as e:
         _error(f"{e.filename}: {e.strerror or e}" if e.filename else str(e))
         return EXIT_BAD_INPUT
+    except MemoryError:
+        _error("out of memory (fewer --threads decode fewer images at once)")
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        _error("interrupted (output files are written whole or not at all)")
-        return 130
+        _error("interrupted (a run writes all of its output files or none)")
+        return EXIT_INTERRUPTED
+    except _Terminated:
+        _error("terminated (a run writes all of its output files or none)")
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

@@ -34,17 +34,25 @@ from ..core.confusion import ConfusionMatrix
 
 
 def read_labels(path) -> np.ndarray:
-    """A label map from a file: .npy (memory-mapped) or any image Pillow reads in a label mode."""
+    """A label map from a file: .npy (memory-mapped) or any image Pillow reads in a label mode.
+
+    Images are decoded as ``ade20k-metrics evaluate`` decodes them: a
+    truncated or damaged PNG, a colour, floating-point or lossy (JPEG) image,
+    one over ``PIL.Image.MAX_IMAGE_PIXELS`` or a file that is not a regular
+    file is a ValueError naming it, whatever ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``
+    says, and no pixel of it is counted.
+    """
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
     path = os.fspath(path)
     if path.endswith(".npy"):
         return np.load(path, mmap_mode="r")
-    from PIL import Image
+    from ..io.label_files import InputError, read_label_map
 
-    from ..core.inputs import as_labels
-
-    with Image.open(path) as img:
-        img.load()
-        return as_labels(img, repr(path))
+    try:
+        return read_label_map(path)
+    except InputError as e:
+        raise ValueError(str(e)) from None
 
 
 def _accumulator(settings: tuple, n_threads) -> ConfusionMatrix:

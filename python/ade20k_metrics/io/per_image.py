@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.stats import ImageStats
-from .label_files import (InputError, LabelFormat, LabelPair, _decode, _open_label_image, _pil_image_module,
+from .label_files import (InputError, LabelFormat, LabelPair, _decode, _open_label_image, _resize_nearest,
                           label_error, load_pair, to_train_ids)
+from .report import printable
 
 
 def image_stats_for(label_format: LabelFormat) -> ImageStats:
@@ -88,22 +89,14 @@ def _load_second(path: Path, gt: np.ndarray, gt_path: Path, label_format: LabelF
     """Decode a second prediction of an already decoded ground truth, with load_pair's size rule."""
     image = _open_label_image(path)
     size = (gt.shape[1], gt.shape[0])
-    if image.size != size:
-        if label_format.resize != "nearest":
-            got = image.size
-            image.close()
-            raise InputError(f"{path}: prediction is {got[0]}x{got[1]} but the ground truth {gt_path} is "
-                             f"{size[0]}x{size[1]} (width x height); pass --resize nearest to resize "
-                             "predictions as the ADE20K devkit does")
-        Image = _pil_image_module()
-        try:
-            resized = image.resize(size, getattr(Image, "Resampling", Image).NEAREST)
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise InputError(f"{path}: cannot decode image: {e}") from None
-        finally:
-            image.close()
-        image = resized
-    return _decode(image, path)
+    if image.size != size and label_format.resize != "nearest":
+        got = image.size
+        image.close()
+        raise InputError(f"{printable(path)}: prediction is {got[0]}x{got[1]} but the ground truth "
+                         f"{printable(gt_path)} is {size[0]}x{size[1]} (width x height); pass --resize nearest "
+                         "to resize predictions as the ADE20K devkit does")
+    pred = _decode(image)  # checked whole, as load_pair's are
+    return pred if pred.shape == gt.shape else _resize_nearest(pred, size)
 
 
 def _load_triple(t: Triple, label_format: LabelFormat):

@@ -335,6 +335,10 @@ class OutputSet:
                 return out
         raise KeyError(path)
 
+    def temporary(self, path) -> str:
+        """The temporary file that stands for ``path`` (added before) until ``commit()``."""
+        return self._find(path).temporary
+
     def write(self, path, writer: Callable[[str], None]) -> None:
         """Fill the temporary of ``path`` (added before) with ``writer(temporary_path)``."""
         out = self._find(path)
