@@ -652,8 +652,11 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
     const int64_t nw = words_for(w);
     const int64_t band_words = all_band ? 2 * nw : BandState::words_needed(w, d);
     // after both maps' words: nw zero words, the interior of rows that have none
-    const int64_t t_row_bytes = t_in_place ? 0 : w * int64_t(code_t ? sizeof(uint16_t) : sizeof(T));
-    const int64_t p_row_bytes = p_in_place ? 0 : w * int64_t(sizeof(P));
+    // Each row buffer starts on a 64-byte boundary of the (malloc-aligned) block: a
+    // gathered uint64 row after an odd-width uint16 one is still aligned for its type.
+    auto padded = [](int64_t bytes) { return (bytes + 63) / 64 * 64; };
+    const int64_t t_row_bytes = t_in_place ? 0 : padded(w * int64_t(code_t ? sizeof(uint16_t) : sizeof(T)));
+    const int64_t p_row_bytes = p_in_place ? 0 : padded(w * int64_t(sizeof(P)));
     std::vector<BoundaryWorkspace> spaces(static_cast<size_t>(threads));
     for (auto& s : spaces) {
         s.words.assign(static_cast<size_t>(2 * band_words + nw), 0);
