@@ -29,6 +29,7 @@ import numpy as np
 
 from ..core import reference
 from ..core.confusion import ConfusionMatrix
+from ..metrics.shift import label_shift, shift_message
 from .report import MissingDependencyError, printable
 
 LABEL_SUFFIX = ".png"
@@ -62,6 +63,25 @@ class LabelFormat:
     def accumulator(self, n_threads: int | None = None) -> ConfusionMatrix:
         return ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index,
                                reduce_zero_label=not self.gt_zero_based, n_threads=n_threads)
+
+    def shift_hint(self, shift: int) -> str | None:
+        """The likely fix, in command-line flags, for labels off by ``shift`` classes (metrics/shift.py)."""
+        if shift > 0:
+            if self.pred_zero_based and not self.gt_zero_based:
+                return ("predictions in ADE20K's official 1..K format read as 0-based ids: drop --pred-zero-based; "
+                        "or ground truth already in 0..K-1 (e.g. detectron2's annotations_detectron2): pass "
+                        "--gt-zero-based; or are PRED_DIR and GT_DIR swapped?")
+            if self.pred_zero_based:
+                return "predictions in ADE20K's official 1..K format read as 0-based ids: drop --pred-zero-based"
+            if not self.gt_zero_based:
+                return ("ground truth already in 0..K-1 (e.g. detectron2's annotations_detectron2) read as the "
+                        "1..K annotation format: pass --gt-zero-based")
+        elif shift < 0:
+            if self.gt_zero_based:
+                return "ground truth in the 1..K annotation format (0 = other) read as 0..K-1: drop --gt-zero-based"
+            if not self.pred_zero_based:
+                return "predictions in 0..K-1 read as the official 1..K format: pass --pred-zero-based"
+        return None
 
     def describe(self) -> dict:
         k = self.num_classes
@@ -545,6 +565,19 @@ def label_error(pair: LabelPair, pred_raw: np.ndarray, gt: np.ndarray, label_for
         hint = "; if predictions are 1-based (official ADE20K format), drop --pred-zero-based"
     return InputError(f"{printable(pair.pred)}: {int(bad_pred.sum())} evaluated pixel(s) with labels outside {lo}..{hi}, "
                       f"e.g. {int(values[0])} (values seen: {_few(values)}){hint}")
+
+
+def label_shift_warnings(matrix, label_format) -> list[str]:
+    """The report's ``warnings``: one line if the matrix looks off by one class (never on a right run).
+
+    ``label_format``: a LabelFormat, or any format; one without ``shift_hint``
+    gets the generic fix.
+    """
+    shift = label_shift(matrix)
+    if not shift:
+        return []
+    hint = getattr(label_format, "shift_hint", None)
+    return [shift_message(shift, matrix, hint(shift) if hint is not None else None)]
 
 
 def _few(values: np.ndarray, limit: int = 8) -> str:
