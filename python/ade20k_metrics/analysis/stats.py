@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core import _core
-from ..core.confusion import ConfusionMatrix, _NpzFields
+from ..core.confusion import ConfusionMatrix, _label_map_on_member, _NpzFields, read_label_map_on
 from ..core.inputs import as_int, as_labels, check_pair
 from ..core.kernel import _KERNEL_OPTIONS, _raise_invalid
 from ..core.threads import kernel_threads
@@ -328,6 +328,7 @@ class ImageStats:
             "cell_images": np.array(cell_images, dtype=np.int64),
             "cell_offsets": cell_offsets,
             "cells": cells,
+            **({"label_map_on": "raw"} if self._settings_holder.label_map_on == "raw" else {}),
         }
 
     @classmethod
@@ -346,7 +347,8 @@ class ImageStats:
             raise ValueError(f"unsupported state version {state.get('version')!r}")
         # The settings and the matrix are checked as ConfusionMatrix checks its own.
         cm = ConfusionMatrix.from_state_dict({k: state[k] for k in ("num_classes", "ignore_index",
-                                              "reduce_zero_label", "label_map", "matrix")}, n_threads=n_threads)
+                                              "reduce_zero_label", "label_map", "matrix", "label_map_on")
+                                              if k in state}, n_threads=n_threads)
         stats = cls(cm.num_classes, ignore_index=cm.ignore_index, reduce_zero_label=cm.reduce_zero_label,
                     label_map=cm.label_map, n_threads=n_threads)
         names = list(state["names"])
@@ -376,7 +378,7 @@ class ImageStats:
             matrix=state["matrix"], names=names, name_is_int=name_is_int,
             indices=np.array([-1 if i is None else i for i in state["indices"]], dtype=np.int64),
             offsets=state["offsets"], records=state["records"], cell_images=state["cell_images"],
-            cell_offsets=state["cell_offsets"], cells=state["cells"])
+            cell_offsets=state["cell_offsets"], cells=state["cells"], **_label_map_on_member(state))
         directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
         try:
@@ -430,6 +432,7 @@ class ImageStats:
                     "cell_images": ints("cell_images", 1),
                     "cell_offsets": ints("cell_offsets", 1),
                     "cells": ints("cells", 2),
+                    "label_map_on": read_label_map_on(fields),
                 }
                 return cls.from_state_dict(state, n_threads=n_threads)
         except Exception as e:  # a corrupt zip can raise almost anything
