@@ -461,13 +461,25 @@ class ImageStats:
         # The per-image rule: a class in neither map of the image is left out (NaN).
         return per_class_iou(tp, fp, fn, "mmseg")
 
-    def image_miou(self) -> np.ndarray:
+    def _image_iou(self, include_background: bool) -> np.ndarray:
+        """image_iou(), without class 0's column unless ``include_background`` (torchmetrics' MeanIoU rule)."""
+        if not isinstance(include_background, (bool, np.bool_)):
+            raise TypeError(f"include_background must be a bool, got {type(include_background).__name__}")
+        iou = self.image_iou()
+        # torchmetrics drops the first class's channel only when there is another one.
+        return iou if include_background or self.num_classes == 1 else iou[:, 1:]
+
+    def image_miou(self, *, include_background: bool = True) -> np.ndarray:
         """(N,) each image's own mIoU over the classes in its prediction or ground truth.
 
         The same per-sample value as torchmetrics.functional.segmentation.mean_iou
         (input_format="index").  NaN for an image with nothing evaluated.
+        ``include_background=False`` leaves class 0 out of every image's mean
+        (its pixels still count as the other classes' false positives and
+        negatives), as torchmetrics' ``include_background`` does.
         """
-        return np.asarray(_nanmean(self.image_iou(), axis=1), dtype=np.float64).reshape(len(self))
+        iou = self._image_iou(include_background)
+        return np.asarray(_nanmean(iou, axis=1), dtype=np.float64).reshape(len(self))
 
     def image_aacc(self) -> np.ndarray:
         """(N,) each image's pixel accuracy; NaN for an image with nothing evaluated."""
@@ -476,22 +488,24 @@ class ImageStats:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(pixels > 0, tp / np.where(pixels > 0, pixels, 1), np.nan)
 
-    def mean_image_miou(self) -> float:
+    def mean_image_miou(self, *, include_background: bool = True) -> float:
         """Mean over images of each image's mIoU: per-image averaging, NOT the dataset mIoU."""
-        return float(_nanmean(self.image_miou()))
+        return float(_nanmean(self.image_miou(include_background=include_background)))
 
-    def torchmetrics_segmentation_miou(self, per_class: bool = False):
+    def torchmetrics_segmentation_miou(self, per_class: bool = False, *, include_background: bool = True):
         """What torchmetrics' segmentation.MeanIoU(input_format="index") computes.
 
         torchmetrics (1.9) sums the IoU of every (image, class) pair whose union
         is non-empty and divides by the number of such pairs, so images with
         many classes weigh more.  ``per_class=True``: for each class, its mean
         IoU over the images where it appears (NaN where it never does;
-        torchmetrics writes -1 there).
+        torchmetrics writes -1 there).  ``include_background=False``: class 0
+        left out, as ``MeanIoU(include_background=False)`` (per class: K - 1 values,
+        for classes 1..K-1).
         """
-        iou = self.image_iou()
+        iou = self._image_iou(include_background)
         if per_class:
-            return np.asarray(_nanmean(iou, axis=0), dtype=np.float64).reshape(self.num_classes)
+            return np.asarray(_nanmean(iou, axis=0), dtype=np.float64).reshape(iou.shape[1])
         return float(_nanmean(iou))
 
     def worst(self, k: int = 10) -> list[tuple[object, float]]:

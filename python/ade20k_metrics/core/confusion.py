@@ -728,7 +728,8 @@ class ConfusionMatrix:
         """Add argmax(logits, axis) against target, the argmax fused into the kernel; returns self.
 
         ``logits``: float32 or float16 scores (NumPy or CPU torch; torch
-        bfloat16 too) of shape (N, C, H, W) or (C, H, W) with C = num_classes;
+        bfloat16 too; float64 through NumPy's argmax a slab at a time, exact
+        in float64, without the resize) of shape (N, C, H, W) or (C, H, W) with C = num_classes;
         ``axis`` (default: the one before the last two) is the class axis.
         Ties go to the lowest class, NaN wins (as numpy/torch argmax).
         ``resize="bilinear"``: (N, C, h, w) logits upsampled to the target's
@@ -830,7 +831,7 @@ def _argmax_labels(logits, target, axis, resize, num_classes: int):
     if resize is not None:
         raise ValueError("update_logits(resize=...) with boundary metrics is not supported: the bands need the "
                          "full-resolution label map; upsample and take the argmax first, then update()")
-    scores, _ = as_scores(logits, "logits")
+    scores, _ = as_scores(logits, "logits", float64=True)
     t = as_labels(target, "target")
     a = class_axis(scores.ndim, t.ndim, axis)
     if scores.shape[a] != num_classes:
