@@ -475,6 +475,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _pairing_usable(pairing, args: argparse.Namespace) -> bool:
     """Report files without a counterpart (errors, or warnings with --allow-missing); False if nothing can run."""
+    from ..io.label_files import pairing_hints
+
     missing = []
     if pairing.missing_pred:
         missing.append(f"{len(pairing.missing_pred)} ground-truth file(s) in {_printable(args.gt_dir)} have no "
@@ -482,10 +484,12 @@ def _pairing_usable(pairing, args: argparse.Namespace) -> bool:
     if pairing.missing_gt:
         missing.append(f"{len(pairing.missing_gt)} prediction(s) in {_printable(args.pred_dir)} have no ground "
                        f"truth in {_printable(args.gt_dir)}: {_list_names(pairing.missing_gt)}")
+    hints = pairing_hints(pairing, args.pred_dir, args.gt_dir) if missing else []
     if missing and not args.allow_missing:
-        for line in missing:
+        for line in missing + hints:
             _error(line)
-        _error("pass --allow-missing to score the pairs that exist")
+        if not hints:  # where the layout explains it, --allow-missing would only score nothing
+            _error("pass --allow-missing to score the pairs that exist")
         return False
     if missing and not args.quiet:
         for line in missing:
@@ -493,6 +497,8 @@ def _pairing_usable(pairing, args: argparse.Namespace) -> bool:
     if not pairing.pairs:
         _error(f"no PNG pairs found (prediction folder {_printable(args.pred_dir)}, ground-truth folder "
                f"{_printable(args.gt_dir)})")
+        for line in hints:
+            _error(line)
         return False
     return True
 
