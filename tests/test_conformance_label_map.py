@@ -156,6 +156,8 @@ def test_the_order_travels_with_copies_states_and_image_stats(tmp_path):
         plain.merge(cm)
     stats = am.ImageStats(3, reduce_zero_label=True, label_map=cm.label_map).update(pred, gt)
     assert np.array_equal(stats.matrix, cm.copy().update(pred, gt).matrix)
+    by_name = am.ImageStats(3, reduce_zero_label=True, label_map={0: 1}, label_map_on="raw").update(pred, gt)
+    assert np.array_equal(by_name.matrix, stats.matrix) and by_name.label_map == cm.label_map
     path = tmp_path / "s.npz"
     stats.save(path)
     assert np.array_equal(am.ImageStats.load(path).update(pred, gt).matrix, 2 * stats.matrix)

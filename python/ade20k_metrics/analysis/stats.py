@@ -111,11 +111,12 @@ class ImageStats:
     """
 
     def __init__(self, num_classes: int, *, ignore_index: int | None = 255, reduce_zero_label: bool = False,
-                 label_map: Mapping[int, int] | None = None, n_threads: int | None = None):
+                 label_map: Mapping[int, int] | None = None, n_threads: int | None = None,
+                 label_map_on: str = "reduced"):
         # Holds the checked settings and the target lookup tables; never counts.
         self._settings_holder = ConfusionMatrix(num_classes, ignore_index=ignore_index,
                                                 reduce_zero_label=reduce_zero_label, label_map=label_map,
-                                                n_threads=n_threads)
+                                                n_threads=n_threads, label_map_on=label_map_on)
         self.num_classes = self._settings_holder.num_classes
         # The dataset matrix is the holder's own, so compute() is exactly ConfusionMatrix.compute.
         self._matrix = self._settings_holder._matrix
