@@ -120,8 +120,8 @@ def test_argument_errors():
         cm.update_logits(np.zeros((2, 3, 4, 6), np.float32), t)
     with pytest.raises(ValueError, match="axis 4 is out of range"):
         cm.update_logits(np.zeros((2, 3, 4, 5), np.float32), t, axis=4)
-    with pytest.raises(TypeError, match="float32 or float16.*float64.*astype"):
-        cm.update_logits(np.zeros((2, 3, 4, 5)), t)
+    with pytest.raises(TypeError, match="float64, float32 or float16.*complex128.*astype"):
+        cm.update_logits(np.zeros((2, 3, 4, 5), np.complex128), t)
     with pytest.raises(TypeError, match="label maps: pass them to update"):
         cm.update_logits(np.zeros((2, 3, 4, 5), np.int64), t)
     with pytest.raises(TypeError, match="target has floating-point"):
@@ -192,12 +192,12 @@ def test_torch_logits_with_grad_and_channels_last():
     np.testing.assert_array_equal(am.ConfusionMatrix(6).update_logits(xc, t).matrix, expected)
 
 
-def test_torch_logits_on_another_device_or_float64():
+def test_torch_logits_on_another_device_or_complex():
     torch = pytest.importorskip("torch")
     cm = am.ConfusionMatrix(3)
     t = torch.zeros((1, 2, 2), dtype=torch.uint8)
     with pytest.raises(TypeError, match=r"logits is a torch tensor on meta.*\.cpu\(\)"):
         cm.update_logits(torch.zeros((1, 3, 2, 2), device="meta"), t)
-    with pytest.raises(TypeError, match="float64"):
-        cm.update_logits(torch.zeros((1, 3, 2, 2), dtype=torch.float64), t)
+    with pytest.raises(TypeError, match="complex64"):
+        cm.update_logits(torch.zeros((1, 3, 2, 2), dtype=torch.complex64), t)
     assert cm.total == 0

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core import _core
-from ..core.confusion import ConfusionMatrix, _NpzFields
+from ..core.confusion import ConfusionMatrix, _label_map_on_member, _NpzFields, read_label_map_on
 from ..core.inputs import as_int, as_labels, check_pair
 from ..core.kernel import _KERNEL_OPTIONS, _raise_invalid
 from ..core.threads import kernel_threads
@@ -111,11 +111,12 @@ class ImageStats:
     """
 
     def __init__(self, num_classes: int, *, ignore_index: int | None = 255, reduce_zero_label: bool = False,
-                 label_map: Mapping[int, int] | None = None, n_threads: int | None = None):
+                 label_map: Mapping[int, int] | None = None, n_threads: int | None = None,
+                 label_map_on: str = "reduced"):
         # Holds the checked settings and the target lookup tables; never counts.
         self._settings_holder = ConfusionMatrix(num_classes, ignore_index=ignore_index,
                                                 reduce_zero_label=reduce_zero_label, label_map=label_map,
-                                                n_threads=n_threads)
+                                                n_threads=n_threads, label_map_on=label_map_on)
         self.num_classes = self._settings_holder.num_classes
         # The dataset matrix is the holder's own, so compute() is exactly ConfusionMatrix.compute.
         self._matrix = self._settings_holder._matrix
@@ -328,6 +329,7 @@ class ImageStats:
             "cell_images": np.array(cell_images, dtype=np.int64),
             "cell_offsets": cell_offsets,
             "cells": cells,
+            **({"label_map_on": "raw"} if self._settings_holder.label_map_on == "raw" else {}),
         }
 
     @classmethod
@@ -346,7 +348,8 @@ class ImageStats:
             raise ValueError(f"unsupported state version {state.get('version')!r}")
         # The settings and the matrix are checked as ConfusionMatrix checks its own.
         cm = ConfusionMatrix.from_state_dict({k: state[k] for k in ("num_classes", "ignore_index",
-                                              "reduce_zero_label", "label_map", "matrix")}, n_threads=n_threads)
+                                              "reduce_zero_label", "label_map", "matrix", "label_map_on")
+                                              if k in state}, n_threads=n_threads)
         stats = cls(cm.num_classes, ignore_index=cm.ignore_index, reduce_zero_label=cm.reduce_zero_label,
                     label_map=cm.label_map, n_threads=n_threads)
         names = list(state["names"])
@@ -376,7 +379,7 @@ class ImageStats:
             matrix=state["matrix"], names=names, name_is_int=name_is_int,
             indices=np.array([-1 if i is None else i for i in state["indices"]], dtype=np.int64),
             offsets=state["offsets"], records=state["records"], cell_images=state["cell_images"],
-            cell_offsets=state["cell_offsets"], cells=state["cells"])
+            cell_offsets=state["cell_offsets"], cells=state["cells"], **_label_map_on_member(state))
         directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
         try:
@@ -430,6 +433,7 @@ class ImageStats:
                     "cell_images": ints("cell_images", 1),
                     "cell_offsets": ints("cell_offsets", 1),
                     "cells": ints("cells", 2),
+                    "label_map_on": read_label_map_on(fields),
                 }
                 return cls.from_state_dict(state, n_threads=n_threads)
         except Exception as e:  # a corrupt zip can raise almost anything
@@ -458,13 +462,25 @@ class ImageStats:
         # The per-image rule: a class in neither map of the image is left out (NaN).
         return per_class_iou(tp, fp, fn, "mmseg")
 
-    def image_miou(self) -> np.ndarray:
+    def _image_iou(self, include_background: bool) -> np.ndarray:
+        """image_iou(), without class 0's column unless ``include_background`` (torchmetrics' MeanIoU rule)."""
+        if not isinstance(include_background, (bool, np.bool_)):
+            raise TypeError(f"include_background must be a bool, got {type(include_background).__name__}")
+        iou = self.image_iou()
+        # torchmetrics drops the first class's channel only when there is another one.
+        return iou if include_background or self.num_classes == 1 else iou[:, 1:]
+
+    def image_miou(self, *, include_background: bool = True) -> np.ndarray:
         """(N,) each image's own mIoU over the classes in its prediction or ground truth.
 
         The same per-sample value as torchmetrics.functional.segmentation.mean_iou
         (input_format="index").  NaN for an image with nothing evaluated.
+        ``include_background=False`` leaves class 0 out of every image's mean
+        (its pixels still count as the other classes' false positives and
+        negatives), as torchmetrics' ``include_background`` does.
         """
-        return np.asarray(_nanmean(self.image_iou(), axis=1), dtype=np.float64).reshape(len(self))
+        iou = self._image_iou(include_background)
+        return np.asarray(_nanmean(iou, axis=1), dtype=np.float64).reshape(len(self))
 
     def image_aacc(self) -> np.ndarray:
         """(N,) each image's pixel accuracy; NaN for an image with nothing evaluated."""
@@ -473,22 +489,24 @@ class ImageStats:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(pixels > 0, tp / np.where(pixels > 0, pixels, 1), np.nan)
 
-    def mean_image_miou(self) -> float:
+    def mean_image_miou(self, *, include_background: bool = True) -> float:
         """Mean over images of each image's mIoU: per-image averaging, NOT the dataset mIoU."""
-        return float(_nanmean(self.image_miou()))
+        return float(_nanmean(self.image_miou(include_background=include_background)))
 
-    def torchmetrics_segmentation_miou(self, per_class: bool = False):
+    def torchmetrics_segmentation_miou(self, per_class: bool = False, *, include_background: bool = True):
         """What torchmetrics' segmentation.MeanIoU(input_format="index") computes.
 
         torchmetrics (1.9) sums the IoU of every (image, class) pair whose union
         is non-empty and divides by the number of such pairs, so images with
         many classes weigh more.  ``per_class=True``: for each class, its mean
         IoU over the images where it appears (NaN where it never does;
-        torchmetrics writes -1 there).
+        torchmetrics writes -1 there).  ``include_background=False``: class 0
+        left out, as ``MeanIoU(include_background=False)`` (per class: K - 1 values,
+        for classes 1..K-1).
         """
-        iou = self.image_iou()
+        iou = self._image_iou(include_background)
         if per_class:
-            return np.asarray(_nanmean(iou, axis=0), dtype=np.float64).reshape(self.num_classes)
+            return np.asarray(_nanmean(iou, axis=0), dtype=np.float64).reshape(iou.shape[1])
         return float(_nanmean(iou))
 
     def worst(self, k: int = 10) -> list[tuple[object, float]]:

@@ -224,7 +224,8 @@ def per_image_text(a, b) -> str:
 def run(args: argparse.Namespace, label_format, threads: int, progress) -> dict:
     """Score both runs and build the comparison; the caller prints and writes it."""
     from ..io.per_image import compare_folders
-    from ..io.report import ClassInfo
+    from ..io.label_files import label_shift_warnings
+    from ..io.report import ClassInfo, printable
 
     items = triples(args.pred_a, args.pred_b, args.gt_dir)
     bar = progress(len(items))
@@ -234,6 +235,10 @@ def run(args: argparse.Namespace, label_format, threads: int, progress) -> dict:
         bar.close()
     names = ClassInfo.for_num_classes(label_format.num_classes).names
     doc = comparison(a, b, args, names)
+    # Labels off by one class in either run: one line each, named by run (the caller prints them).
+    doc["warnings"] = [f"{letter} ({folder}): {line}" for letter, folder, stats in
+                       (("A", printable(args.pred_a), a), ("B", printable(args.pred_b), b))
+                       for line in label_shift_warnings(stats.matrix, label_format)]
     doc["_stats"] = (a, b)
     return doc
 

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -342,7 +343,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..core.threads import resolve_threads
     from ..io import report
     from ..io.dataset_files import evaluate_dataset_pairs
-    from ..io.label_files import evaluate_pairs, find_label_maps, pair_label_maps
+    from ..io.label_files import evaluate_pairs, find_label_maps, label_shift_warnings, pair_label_maps
     from ..metrics.compute import compute_metrics
     from . import research
 
@@ -402,6 +403,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             progress.close()
         elapsed = time.perf_counter() - started
         metrics = cm.compute(convention=args.convention)
+        shift_warnings = label_shift_warnings(cm.matrix, label_format)  # labels off by one class
+        if not args.quiet:
+            for line in shift_warnings:
+                _warn(line)
 
         classes = label_format.class_info() if dataset else report.ClassInfo.for_num_classes(label_format.num_classes)
         matrix = cm.class_matrix() if dataset else cm.matrix  # Cityscapes, COCO-Stuff: + a column of void predictions
@@ -444,6 +449,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             document = report.report_dict(matrix, metrics, classes, env)
             document["metrics"].update({k: None if math.isnan(v) else v for k, v in official.items()})
             document = research.extend_report(document, ci)
+            document["warnings"] = shift_warnings
             outputs.write(args.json, lambda tmp: report.write_json(tmp, document))
         for path, text in research.output_texts(args, cm, scalars, rows, ci, len(pairing.pairs)):
             outputs.write(path, lambda tmp, text=text: report.atomic_write_text(tmp, text))
@@ -469,6 +475,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _pairing_usable(pairing, args: argparse.Namespace) -> bool:
     """Report files without a counterpart (errors, or warnings with --allow-missing); False if nothing can run."""
+    from ..io.label_files import pairing_hints
+
     missing = []
     if pairing.missing_pred:
         missing.append(f"{len(pairing.missing_pred)} ground-truth file(s) in {_printable(args.gt_dir)} have no "
@@ -476,10 +484,12 @@ def _pairing_usable(pairing, args: argparse.Namespace) -> bool:
     if pairing.missing_gt:
         missing.append(f"{len(pairing.missing_gt)} prediction(s) in {_printable(args.pred_dir)} have no ground "
                        f"truth in {_printable(args.gt_dir)}: {_list_names(pairing.missing_gt)}")
+    hints = pairing_hints(pairing, args.pred_dir, args.gt_dir) if missing else []
     if missing and not args.allow_missing:
-        for line in missing:
+        for line in missing + hints:
             _error(line)
-        _error("pass --allow-missing to score the pairs that exist")
+        if not hints:  # where the layout explains it, --allow-missing would only score nothing
+            _error("pass --allow-missing to score the pairs that exist")
         return False
     if missing and not args.quiet:
         for line in missing:
@@ -487,6 +497,8 @@ def _pairing_usable(pairing, args: argparse.Namespace) -> bool:
     if not pairing.pairs:
         _error(f"no PNG pairs found (prediction folder {_printable(args.pred_dir)}, ground-truth folder "
                f"{_printable(args.gt_dir)})")
+        for line in hints:
+            _error(line)
         return False
     return True
 
@@ -522,6 +534,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         compare.reserve(args, outputs)  # an output that cannot be written fails here, before the work
         doc = compare.run(args, label_format, threads,
                           lambda n: _Progress(n, enabled=not args.quiet and sys.stderr.isatty(), desc="compare"))
+        if not args.quiet:
+            for line in doc["warnings"]:
+                _warn(line)
         env = report.environment(command=_printable(shlex.join(["ade20k-metrics", *args.argv])), threads=threads,
                                  convention=args.convention, **label_format.describe(),
                                  baseline_folder=_printable(args.pred_a), other_folder=_printable(args.pred_b),
@@ -819,6 +834,7 @@ def _stdout_gone() -> None:
 def main(argv: list[str] | None = None) -> int:
     from ..io.label_files import InputError
     from ..io.report import MissingDependencyError, OutputError
+    from ..metrics.shift import LabelShiftWarning
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
@@ -829,7 +845,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
-        with _sigterm_cleans_up(), _pixel_limit(getattr(args, "max_pixels", None)):
+        with _sigterm_cleans_up(), _pixel_limit(getattr(args, "max_pixels", None)), warnings.catch_warnings():
+            # Labels off by one class are reported as one line and a JSON "warnings" entry, not as Python's warning.
+            warnings.simplefilter("ignore", LabelShiftWarning)
             status = args.func(args)
             sys.stdout.flush()  # a closed stdout fails here, not at exit
             return status

@@ -16,6 +16,7 @@ from .boundary import BoundaryCounts, sync_boundary
 from .inputs import as_labels, as_scores, check_ignore_index, check_num_classes, check_pair, label_pairs
 from .distributed import sync_matrix
 from .kernel import _KERNEL_OPTIONS, _raise_invalid, count
+from .reference import RawLabelMap, check_label_map_on
 from .logits import class_axis, update_logits
 from .resize import update_resized_logits
 from .samples import drop_records, merge_records, update_samples
@@ -84,6 +85,17 @@ def _check_label_map(label_map) -> dict[int, int] | None:
 def _table_rows(values: np.ndarray, num_classes: int, ignore_index: int | None, reduce_zero_label: bool,
                 label_map: dict[int, int] | None) -> np.ndarray:
     """The row of each raw label in ``values`` (int64): num_classes = ignored, num_classes + 1 = invalid."""
+    def mapped(v, where):  # label_map applied all at once where ``where``
+        keys = np.fromiter(label_map.keys(), dtype=np.int64)
+        news = np.fromiter(label_map.values(), dtype=np.int64)
+        order = np.argsort(keys)
+        keys, news = keys[order], news[order]
+        at = np.clip(np.searchsorted(keys, v), 0, len(keys) - 1)
+        return np.where((keys[at] == v) & where, news[at], v)
+
+    raw_first = isinstance(label_map, RawLabelMap)  # label_map_on="raw": every raw label, before the rest
+    if label_map and raw_first:
+        values = mapped(values, True)
     ignored = np.zeros(values.shape, dtype=bool)
     if ignore_index is not None:
         ignored |= values == ignore_index
@@ -91,14 +103,8 @@ def _table_rows(values: np.ndarray, num_classes: int, ignore_index: int | None, 
     if reduce_zero_label:
         ignored |= values == 0
         v = values - 1
-    if label_map:
-        keys = np.fromiter(label_map.keys(), dtype=np.int64)
-        news = np.fromiter(label_map.values(), dtype=np.int64)
-        order = np.argsort(keys)
-        keys, news = keys[order], news[order]
-        at = np.clip(np.searchsorted(keys, v), 0, len(keys) - 1)
-        hit = (keys[at] == v) & ~ignored
-        v = np.where(hit, news[at], v)
+    if label_map and not raw_first:
+        v = mapped(v, ~ignored)
     if ignore_index is not None:
         ignored |= v == ignore_index
     return np.where(ignored, num_classes, np.where((v >= 0) & (v < num_classes), v, num_classes + 1))
@@ -128,7 +134,8 @@ def _target_lookup(dtype: np.dtype, num_classes: int, ignore_index: int | None, 
         info = np.iinfo(dtype)
         values = np.arange(int(info.min), int(info.max) + 1, dtype=np.int64)
     else:
-        shift = 1 if reduce_zero_label else 0
+        # Keys read reduced labels (raw = key + 1) unless label_map_on="raw".
+        shift = 1 if reduce_zero_label and not isinstance(label_map, RawLabelMap) else 0
         changed = sorted({key + shift for key in label_map or ()} | ({0} if reduce_zero_label else set()))
         if changed[-1] - changed[0] >= _MAX_TABLE:
             return _SparseRows(dtype, np.array(changed, dtype=np.int64), num_classes, ignore_index,
@@ -218,6 +225,19 @@ class _SparseRows:
 
 
 _FORMAT = "ade20k_metrics.ConfusionMatrix"
+
+
+def _label_map_on_member(state: Mapping) -> dict:
+    """The .npz member of a label_map that reads raw labels; none for the default (older files read the same)."""
+    return {"label_map_on": np.array("raw")} if state.get("label_map_on") == "raw" else {}
+
+
+def read_label_map_on(fields) -> str:
+    """The label_map order of a saved file (an _NpzFields): "reduced" when the member is absent."""
+    try:
+        return fields.scalar("label_map_on", "U")
+    except KeyError:
+        return "reduced"
 _INT64_MAX = 2**63 - 1
 
 
@@ -321,9 +341,13 @@ class ConfusionMatrix:
     """Accumulates a confusion matrix over many ``update(pred, target)`` calls.
 
     ``reduce_zero_label`` (ADE20K's annotation format: 0 = "other", not
-    evaluated, label k -> class k-1) and ``label_map`` ({old: new}, applied to
-    the reduced labels all at once, mmseg 1.x order) transform the ground
-    truth inside the kernel pass.  ``update`` is all-or-nothing: if it raises,
+    evaluated, label k -> class k-1) and ``label_map`` ({old: new}, applied
+    all at once) transform the ground truth inside the kernel pass.
+    ``label_map_on`` says which labels the map reads: "reduced" (default: the
+    labels after reduce_zero_label, ignored pixels left alone) or "raw" (the
+    labels as stored, at every pixel, before reduce_zero_label and before
+    ignore_index is tested, as mmseg 0.30's intersect_and_union and HF
+    evaluate's mean_iou do: a key of 0 or of the ignore value is a label too).  ``update`` is all-or-nothing: if it raises,
     the matrix is exactly what it was.  Several Python threads may share one
     accumulator: the kernel counts without the GIL, and every change of the
     matrix (update, update_samples, merge) and every read that copies it
@@ -342,13 +366,16 @@ class ConfusionMatrix:
 
     def __init__(self, num_classes: int, *, ignore_index: int | None = 255, reduce_zero_label: bool = False,
                  label_map: Mapping[int, int] | None = None, n_threads: int | None = None,
-                 boundary: float | None = None, boundary_f1: float | None = None):
+                 boundary: float | None = None, boundary_f1: float | None = None, label_map_on: str = "reduced"):
         self.num_classes = check_num_classes(num_classes)
         self.ignore_index = check_ignore_index(ignore_index)
         if not isinstance(reduce_zero_label, (bool, np.bool_)):
             raise TypeError(f"reduce_zero_label must be a bool, got {type(reduce_zero_label).__name__}")
         self.reduce_zero_label = bool(reduce_zero_label)
+        self.label_map_on = check_label_map_on(label_map_on, label_map)
         self.label_map = _check_label_map(label_map)
+        if self.label_map and self.label_map_on == "raw":  # the order travels with the map (settings, copies)
+            self.label_map = RawLabelMap(self.label_map)
         self.n_threads = n_threads
         self._threads = resolve_threads(n_threads)
         self._matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
@@ -564,6 +591,8 @@ class ConfusionMatrix:
             "label_map": None if self.label_map is None else dict(self.label_map),
             "matrix": self._snapshot(),
         }
+        if isinstance(self.label_map, RawLabelMap):  # absent: "reduced", as every older state
+            state["label_map_on"] = "raw"
         if self._boundary is not None:
             state["version"] = 2
             state.update(self._boundary.state())
@@ -590,7 +619,7 @@ class ConfusionMatrix:
         # that would turn 3.9 classes into 3 or the string "False" into True.
         return cls(state["num_classes"], ignore_index=state["ignore_index"],
                    reduce_zero_label=state["reduce_zero_label"], label_map=state["label_map"], n_threads=n_threads,
-                   **boundary)
+                   label_map_on=state.get("label_map_on", "reduced"), **boundary)
 
     @classmethod
     def from_state_dict(cls, state: Mapping, *, n_threads: int | None = None) -> ConfusionMatrix:
@@ -623,7 +652,7 @@ class ConfusionMatrix:
                          ignore_index=np.array([] if self.ignore_index is None else [self.ignore_index], np.int64),
                          reduce_zero_label=np.bool_(self.reduce_zero_label),
                          label_map=np.array(sorted(label_map.items()), dtype=np.int64).reshape(-1, 2),
-                         matrix=state["matrix"], **_boundary_members(state))
+                         matrix=state["matrix"], **_boundary_members(state), **_label_map_on_member(state))
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -664,6 +693,7 @@ class ConfusionMatrix:
                     "reduce_zero_label": fields.scalar("reduce_zero_label", "b"),
                     "label_map": dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist())) or None,
                     "matrix": None,
+                    "label_map_on": read_label_map_on(fields),
                     **_read_boundary_members(fields, version),
                 }
                 cm = cls._from_settings(state, n_threads)
@@ -698,7 +728,8 @@ class ConfusionMatrix:
         """Add argmax(logits, axis) against target, the argmax fused into the kernel; returns self.
 
         ``logits``: float32 or float16 scores (NumPy or CPU torch; torch
-        bfloat16 too) of shape (N, C, H, W) or (C, H, W) with C = num_classes;
+        bfloat16 too; float64 through NumPy's argmax a slab at a time, exact
+        in float64, without the resize) of shape (N, C, H, W) or (C, H, W) with C = num_classes;
         ``axis`` (default: the one before the last two) is the class axis.
         Ties go to the lowest class, NaN wins (as numpy/torch argmax).
         ``resize="bilinear"``: (N, C, h, w) logits upsampled to the target's
@@ -800,7 +831,7 @@ def _argmax_labels(logits, target, axis, resize, num_classes: int):
     if resize is not None:
         raise ValueError("update_logits(resize=...) with boundary metrics is not supported: the bands need the "
                          "full-resolution label map; upsample and take the argmax first, then update()")
-    scores, _ = as_scores(logits, "logits")
+    scores, _ = as_scores(logits, "logits", float64=True)
     t = as_labels(target, "target")
     a = class_axis(scores.ndim, t.ndim, axis)
     if scores.shape[a] != num_classes:

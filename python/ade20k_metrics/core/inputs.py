@@ -124,12 +124,14 @@ def as_labels(x, name: str) -> np.ndarray:
 SCORE_TYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
 
 
-def as_scores(x, name: str = "logits") -> tuple[np.ndarray, int]:
+def as_scores(x, name: str = "logits", *, float64: bool = False) -> tuple[np.ndarray, int | None]:
     """Class scores as (array, score type code) without copying where possible.
 
     float32 and float16 are read as they are; a torch bfloat16 tensor, which
-    NumPy cannot represent, is passed as a view of its 16-bit patterns.  Other
-    dtypes are a TypeError: converting float64 scores would copy the largest
+    NumPy cannot represent, is passed as a view of its 16-bit patterns.
+    ``float64=True``: float64 scores too, with the code None (the kernel has
+    no float64 argmax; the caller reduces them to labels a slab at a time).
+    Other dtypes are a TypeError: converting scores would copy the largest
     array of an evaluation, so the caller should do it knowingly.
     """
     if is_torch_tensor(x):
@@ -145,9 +147,12 @@ def as_scores(x, name: str = "logits") -> tuple[np.ndarray, int]:
         arr = x
     else:
         arr = np.asarray(x)
+    if float64 and arr.dtype.kind == "f" and arr.dtype.itemsize == 8:
+        return (arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))), None
     if arr.dtype.kind != "f" or arr.dtype.itemsize not in (2, 4):
+        allowed = "float64, float32 or float16" if float64 else "float32 or float16"
         raise TypeError(
-            f"{name} must hold float32 or float16 scores (or a bfloat16 torch tensor), got dtype {arr.dtype}"
+            f"{name} must hold {allowed} scores (or a bfloat16 torch tensor), got dtype {arr.dtype}"
             + ("; integer arrays are label maps: pass them to update()" if arr.dtype.kind in "iub" else
                f"; convert explicitly, e.g. {name}.astype(np.float32)"))
     if not arr.dtype.isnative:

@@ -11,7 +11,8 @@ of a Dask array) into a partial (K, K) int64 matrix on a worker; partials are
 summed in a tree (``split_every`` at a time), so only matrices, never label
 maps, cross the network, and the sum is exact.  The result is an ordinary
 ``ConfusionMatrix``.  A bad file or label anywhere raises when the graph is
-computed, and no matrix is returned.
+computed, and no matrix is returned.  Labels that look off by one class
+(metrics/shift.py) give a ``LabelShiftWarning`` when the result is computed.
 
 Importing this module imports dask; ``import ade20k_metrics`` never does.
 """
@@ -31,6 +32,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("ade20k_metrics.dask needs dask: pip install 'ade20k-metrics[dask]'") from e
 
 from ..core.confusion import ConfusionMatrix
+from ..metrics.shift import label_shift, shift_hint, warn_if_shifted
 
 
 def read_labels(path) -> np.ndarray:
@@ -108,6 +110,8 @@ def _finish(total, settings: tuple, n_threads, compute: bool):
     (matrix,) = dask.compute(total)
     cm = _accumulator(settings, n_threads)
     cm._matrix[...] = matrix
+    # Said here, not only at cm.compute(): a folder-scale job's labels off by one class must not pass in silence.
+    warn_if_shifted(matrix, shift_hint(label_shift(matrix), cm.reduce_zero_label), stacklevel=4)
     return cm
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..core import reference
 from ..core.confusion import ConfusionMatrix
+from ..metrics.shift import label_shift, shift_message
 from .report import MissingDependencyError, printable
 
 LABEL_SUFFIX = ".png"
@@ -62,6 +63,25 @@ class LabelFormat:
     def accumulator(self, n_threads: int | None = None) -> ConfusionMatrix:
         return ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index,
                                reduce_zero_label=not self.gt_zero_based, n_threads=n_threads)
+
+    def shift_hint(self, shift: int) -> str | None:
+        """The likely fix, in command-line flags, for labels off by ``shift`` classes (metrics/shift.py)."""
+        if shift > 0:
+            if self.pred_zero_based and not self.gt_zero_based:
+                return ("predictions in ADE20K's official 1..K format read as 0-based ids: drop --pred-zero-based; "
+                        "or ground truth already in 0..K-1 (e.g. detectron2's annotations_detectron2): pass "
+                        "--gt-zero-based; or are PRED_DIR and GT_DIR swapped?")
+            if self.pred_zero_based:
+                return "predictions in ADE20K's official 1..K format read as 0-based ids: drop --pred-zero-based"
+            if not self.gt_zero_based:
+                return ("ground truth already in 0..K-1 (e.g. detectron2's annotations_detectron2) read as the "
+                        "1..K annotation format: pass --gt-zero-based")
+        elif shift < 0:
+            if self.gt_zero_based:
+                return "ground truth in the 1..K annotation format (0 = other) read as 0..K-1: drop --gt-zero-based"
+            if not self.pred_zero_based:
+                return "predictions in 0..K-1 read as the official 1..K format: pass --pred-zero-based"
+        return None
 
     def describe(self) -> dict:
         k = self.num_classes
@@ -163,6 +183,58 @@ def pair_label_maps(preds: dict[str, Path], gts: dict[str, Path]) -> Pairing:
         missing_pred=tuple(sorted(gts.keys() - preds.keys())),
         missing_gt=tuple(sorted(preds.keys() - gts.keys())),
     )
+
+
+_JPEG_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".jpe")
+
+
+def _nesting(outer: Sequence[str], inner: set[str]) -> str | None:
+    """The folder prefix p (e.g. "annotations/validation/") with p + key in ``outer`` for most keys of ``inner``."""
+    if not inner:
+        return None
+    prefixes: dict[str, int] = {}
+    for key in outer:
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[i:]) in inner:
+                prefix = "/".join(parts[:i]) + "/"
+                prefixes[prefix] = prefixes.get(prefix, 0) + 1
+                break
+    if not prefixes:
+        return None
+    prefix, hits = max(prefixes.items(), key=lambda item: (item[1], -len(item[0])))
+    return prefix if hits * 2 >= len(inner) else None
+
+
+def pairing_hints(pairing: Pairing, pred_dir, gt_dir) -> list[str]:
+    """Why files found no counterpart, where the layout says so; [] when nothing explains it.
+
+    * one folder's files sit one or more folders deeper than the other's
+      (GT_DIR given as the ADE20K dataset root, whose annotations are under
+      ``annotations/validation/``): names the folder to pass instead;
+    * predictions saved as JPEG beside the missing PNG names: says that a
+      JPEG cannot be scored, and why.
+    """
+    hints = []
+    missing_pred, missing_gt = set(pairing.missing_pred), set(pairing.missing_gt)
+    for outer, inner, folder, option in ((pairing.missing_pred, missing_gt, gt_dir, "GT_DIR"),
+                                         (pairing.missing_gt, missing_pred, pred_dir, "PRED_DIR")):
+        prefix = _nesting(outer, inner)
+        if prefix is not None:
+            right = os.path.join(os.fspath(folder), *prefix.rstrip("/").split("/"))
+            hints.append(f"the label maps of {option} sit in its subfolder {printable(prefix)}: "
+                         f"pass {printable(right)} as {option}")
+    jpegs = []
+    for key in pairing.missing_pred:
+        base = os.path.join(os.fspath(pred_dir), *key.split("/"))
+        found = next((base + suffix for suffix in _JPEG_SUFFIXES if os.path.isfile(base + suffix)), None)
+        if found is not None:
+            jpegs.append(found)
+    if jpegs:
+        hints.append(f"{len(jpegs)} prediction(s) are JPEG files, e.g. {printable(jpegs[0])}: JPEG's lossy "
+                     "compression changes label values (at every edge), so a JPEG label map cannot be scored; "
+                     "save predictions as PNG")
+    return hints
 
 
 def _pil_image_module():
@@ -539,12 +611,32 @@ def label_error(pair: LabelPair, pred_raw: np.ndarray, gt: np.ndarray, label_for
         return InputError(f"{printable(pair.pred)}: {cause}")
     values = np.unique(pred_raw[bad_pred])
     hint = ""
-    if not label_format.pred_zero_based and int(values[0]) == 0:
+    if (not label_format.pred_zero_based and not label_format.gt_zero_based and int(values[0]) == 0
+            and not (gt == 0).any()):
+        # Official predictions never hold 0 and ADE20K annotations nearly always do ("other"): these
+        # look the wrong way round, and --pred-zero-based would score them shifted by one class.
+        hint = (f"; are PRED_DIR and GT_DIR swapped? These predictions hold 0 (= other, an annotation's label) "
+                f"at {int((p == 0).sum())} pixel(s) while the ground truth {printable(pair.gt)} has none; if not, "
+                "and predictions are 0-based class ids, pass --pred-zero-based")
+    elif not label_format.pred_zero_based and int(values[0]) == 0:
         hint = "; if predictions are 0-based class ids, pass --pred-zero-based"
     elif label_format.pred_zero_based and int(values[-1]) == k:
         hint = "; if predictions are 1-based (official ADE20K format), drop --pred-zero-based"
     return InputError(f"{printable(pair.pred)}: {int(bad_pred.sum())} evaluated pixel(s) with labels outside {lo}..{hi}, "
                       f"e.g. {int(values[0])} (values seen: {_few(values)}){hint}")
+
+
+def label_shift_warnings(matrix, label_format) -> list[str]:
+    """The report's ``warnings``: one line if the matrix looks off by one class (never on a right run).
+
+    ``label_format``: a LabelFormat, or any format; one without ``shift_hint``
+    gets the generic fix.
+    """
+    shift = label_shift(matrix)
+    if not shift:
+        return []
+    hint = getattr(label_format, "shift_hint", None)
+    return [shift_message(shift, matrix, hint(shift) if hint is not None else None)]
 
 
 def _few(values: np.ndarray, limit: int = 8) -> str:

@@ -110,21 +110,45 @@ _SUMMARY_LABELS = {"miou": "mIoU", "aacc": "aAcc", "macc": "mAcc", "score": "sco
                    "mdice": "mDice", "mfscore": "mFscore", "fwiou": "fwIoU"}
 
 
+def table_notes(rows: list[dict], scalars: dict[str, float], convention: str = "mmseg") -> list[str]:
+    """Why numbers shown side by side differ, or are equal, where a reader would not expect it."""
+    notes = []
+    if "mdice" in scalars and "mfscore" in scalars:
+        dropped = sum(1 for r in rows if "fscore" in r and "dice" in r
+                      and math.isnan(r["fscore"]) and not math.isnan(r["dice"]))
+        if dropped:
+            notes.append(f"mDice and mFscore differ although each class's Dice equals its F-score: {dropped} "
+                         "class(es) with no pixel right have F-score nan (0/0 precision and recall) and drop out of "
+                         "mFscore, while their Dice (0) counts in mDice")
+    if "mrecall" in scalars and "macc" in scalars:
+        notes.append("mRecall is mAcc: a class's recall and its accuracy are both tp / its ground-truth pixels")
+    if convention == "mmseg" and any(r["gt_pixels"] == 0 for r in rows):
+        notes.append("a class with 0 ground-truth pixels has no accuracy (nan) and, if also never predicted, no IoU; "
+                     "one predicted but absent from the ground truth has IoU 0 (mmseg convention)")
+    return notes
+
+
 def format_table(rows: list[dict], scalars: dict[str, float], *, convention: str, pixels: int,
                  images: int, all_classes: bool = True) -> str:
-    """The human-readable report: per-class table and summary, in percent."""
+    """The human-readable report: per-class table (with each class's ground-truth and predicted pixels) and
+    summary, in percent, then notes on numbers that would puzzle a reader."""
     out = io.StringIO()
     width = max([len("class")] + [len(r["name"]) for r in rows])
-    out.write(f"{'id':>3}  {'class':<{width}}  {'IoU':>6}  {'Acc':>6}  kind\n")
+    gt_w = max([len("gt pixels")] + [len(f"{r['gt_pixels']:,}") for r in rows])
+    pred_w = max([len("pred pixels")] + [len(f"{r['pred_pixels']:,}") for r in rows])
+    out.write(f"{'id':>3}  {'class':<{width}}  {'IoU':>6}  {'Acc':>6}  {'gt pixels':>{gt_w}}  "
+              f"{'pred pixels':>{pred_w}}  kind\n")
     for r in rows:
         if not all_classes and r["gt_pixels"] == 0 and r["pred_pixels"] == 0:
             continue
         out.write(f"{r['id']:>3}  {r['name']:<{width}}  {_percent(r['iou'])}  {_percent(r['acc'])}  "
-                  f"{r['kind'] or '-'}\n")
+                  f"{r['gt_pixels']:>{gt_w},}  {r['pred_pixels']:>{pred_w},}  {r['kind'] or '-'}\n")
     out.write("\n")
     out.write(f"{images} image pair(s), {pixels} evaluated pixels, {convention} convention, percent\n")
     for key, value in scalars.items():
         out.write(f"{_SUMMARY_LABELS.get(key, key):<11} {_percent(value)}\n")
+    for note in table_notes(rows, scalars, convention):
+        out.write(f"note: {note}\n")
     return out.getvalue()
 
 
@@ -428,11 +452,15 @@ def markdown_text(rows: list[dict], scalars: dict[str, float], *, convention: st
     out.write("| metric | value |\n| --- | ---: |\n")
     for key, value in scalars.items():
         out.write(f"| {_SUMMARY_LABELS.get(key, key)} | {_percent(value, 0).strip()} |\n")
-    out.write("\n## Per class\n\n| id | class | IoU | Acc | kind |\n| ---: | --- | ---: | ---: | --- |\n")
+    notes = table_notes(rows, scalars, convention)
+    if notes:
+        out.write("\n" + "".join(f"- {note}\n" for note in notes))
+    out.write("\n## Per class\n\n| id | class | IoU | Acc | gt pixels | pred pixels | kind |\n"
+              "| ---: | --- | ---: | ---: | ---: | ---: | --- |\n")
     for r in rows:
         name = r["name"].replace("|", "\\|")
         out.write(f"| {r['id']} | {name} | {_percent(r['iou'], 0).strip()} | {_percent(r['acc'], 0).strip()} "
-                  f"| {r['kind'] or '-'} |\n")
+                  f"| {r['gt_pixels']} | {r['pred_pixels']} | {r['kind'] or '-'} |\n")
     return out.getvalue()
 
 
