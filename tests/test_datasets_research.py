@@ -228,3 +228,35 @@ def test_compare_dataset_refuses_plain_format_options(tmp_path):
     code, _, err = _run("compare", files.root / "pred", files.root / "perfect", files.gt_dir, "--dataset",
                         "pascal-voc", "--num-classes", "21")
     assert code == 2 and "--num-classes" in err
+
+
+# -- the leaderboard's sources (issue 16 item 5) -------------------------------------------------------------
+
+def _leaderboard_rows():
+    from importlib import resources
+
+    with resources.files("ade20k_metrics.datasets").joinpath("data", "ade20k", "leaderboard.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_leaderboard_row_says_whether_its_figure_was_confirmed():
+    rows = _leaderboard_rows()
+    for r in rows:
+        checked = r["checked"].strip()
+        assert checked, r["model"]
+        if r["status"] == "confirmed":  # names where the figure was read, and the figure is there
+            assert not checked.startswith("not confirmed"), r["model"]
+            assert "arXiv:" in checked or "README" in checked, r["model"]
+        else:
+            assert checked.startswith("not confirmed"), r["model"]
+    # The figures re-read in their sources (abstracts quoted in the `checked` column).
+    confirmed = {r["model"]: float(r["miou"]) for r in rows if r["status"] == "confirmed"}
+    assert confirmed == {"InternImage-H": 62.9, "ViT-CoMer-L": 62.1, "ViT-Adapter-L (BEiT)": 60.5,
+                         "SeMask-L (Mask2Former)": 58.2, "Mask2Former (Swin-L)": 57.7, "Swin-L (UPerNet)": 53.5}
+
+
+def test_leaderboard_sources_show_what_each_figure_was_checked_against():
+    code, out, err = _run("leaderboard", "--sources")
+    assert code == 0, err
+    assert out.count("checked: ") == len(_leaderboard_rows())
+    assert "checked: abstract of arXiv:2103.14030" in out

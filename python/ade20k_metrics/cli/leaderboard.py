@@ -37,6 +37,7 @@ class Entry:
     source_table: str = ""
     status: str = ""               # confirmed / identified / doubtful
     note: str = ""
+    checked: str = ""              # what the figure was checked against (or "not confirmed: ...")
 
 
 ADE20K_CLASSES = 150
@@ -61,7 +62,8 @@ def published() -> list[Entry]:
     entries = [Entry(model=r["model"], organisation=r["organisation"], miou=float(r["miou"]), kind=r["type"],
                      params_millions=float(r["params_millions"]) if r["params_millions"].strip() else None,
                      year=int(r["year"]) if r["year"].strip() else None, eval=r["eval"], source=r["source"],
-                     source_table=r["source_table"], status=r["status"], note=r["note"]) for r in rows]
+                     source_table=r["source_table"], status=r["status"], note=r["note"],
+                     checked=r.get("checked") or "") for r in rows]
     return sorted(entries, key=lambda e: -e.miou)
 
 
@@ -114,6 +116,8 @@ def format_sources(entries: list[Entry]) -> str:
         out.write(f" [{e.status}]")
         if e.note:
             out.write(f"; {e.note}")
+        if e.checked:
+            out.write(f"\n    checked: {e.checked}")
         out.write("\n")
     return out.getvalue()
 
