@@ -260,3 +260,50 @@ def test_leaderboard_sources_show_what_each_figure_was_checked_against():
     assert code == 0, err
     assert out.count("checked: ") == len(_leaderboard_rows())
     assert "checked: abstract of arXiv:2103.14030" in out
+
+
+# -- an interval that misses its own estimate is flagged (issue 16, found trying it as a new user) -------------
+
+def _small_noisy_set(root, images=30, seed=0):
+    """ADE20K-format files: ground truth 0..150 in 16-pixel blocks, predictions 1..150 with a share of noise."""
+    rng = np.random.default_rng(seed)
+    for folder in ("gt", "pred"):
+        (root / folder).mkdir(parents=True)
+    for i in range(images):
+        coarse = rng.integers(0, 151, size=(7, 9))
+        gt = np.kron(coarse, np.ones((16, 16), np.int64))[:96, :128]
+        pred = np.where(gt == 0, 1, gt)
+        flip = rng.random(gt.shape) < 0.3
+        pred[flip] = rng.integers(1, 151, size=int(flip.sum()))
+        Image.fromarray(gt.astype(np.uint8)).save(root / "gt" / f"{i:03d}.png")
+        Image.fromarray(pred.astype(np.uint8)).save(root / "pred" / f"{i:03d}.png")
+    return root / "pred", root / "gt"
+
+
+def test_estimate_outside_its_interval_is_flagged(tmp_path):
+    # 30 images, each class in the ground truth of ~10: a class's true positives vary a lot between resamples
+    # while its noise false positives do not, and IoU = TP / (TP + FP + FN) is concave in TP, so the
+    # resampled mIoUs sit below the estimate (the percentile interval's small-sample bias).
+    pred, gt = _small_noisy_set(tmp_path / "set")
+    target = tmp_path / "e.json"
+    code, out, err = _run("evaluate", pred, gt, "--ci", "0.95", "--seed", "0", "--quiet", "--json", target)
+    assert code == 0, err
+    doc = json.loads(target.read_text())
+    miou, (low, high) = doc["metrics"]["miou"], doc["metrics"]["miou_ci"]
+    assert not (low <= miou <= high)  # this data set is such a case
+    assert doc["ci"]["estimate_inside"] is False
+    assert "lies outside its percentile interval" in out
+    code, out, err = _run("compare", pred, pred, gt, "--quiet", "--bootstrap", "300", "--permutations", "50")
+    assert code == 0, err
+    assert "lies outside its percentile interval" in out and "(A, B)" in out  # B - A = 0 is inside [0, 0]
+
+
+def test_estimate_inside_its_interval_prints_no_note(tmp_path, capsys):
+    # Two images: the resamples' extremes bracket the pooled estimate (see the per-image test above).
+    _, files, _ = _dataset_files(tmp_path, "pascal-voc")
+    target = tmp_path / "e.json"
+    code, out, err = _run("evaluate", files.root / "pred", files.gt_dir, "--dataset", "pascal-voc", "--ci", "0.95",
+                          "--quiet", "--json", target)
+    assert code == 0, err
+    assert json.loads(target.read_text())["ci"]["estimate_inside"] is True
+    assert "outside" not in out

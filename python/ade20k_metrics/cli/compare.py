@@ -197,7 +197,13 @@ def text_report(doc: dict, top: int) -> str:
              f"{'B - A':<{width}} {_pct(doc['delta'], True):>7}  {_ci(doc['delta_ci'], True)}   "
              f"p = {_p(doc['p_value'])} (two-sided paired randomization test, {doc['n_permutations']} permutations)",
              f"images: B better on {doc['images_better']}, worse on {doc['images_worse']}, "
-             f"the same on {doc['images'] - doc['images_better'] - doc['images_worse']} (own mIoU)", ""]
+             f"the same on {doc['images'] - doc['images_better'] - doc['images_worse']} (own mIoU)"]
+    missed = intervals_missing_estimate(doc)
+    if missed:
+        from .research import OUTSIDE_NOTE
+
+        lines.append(f"{OUTSIDE_NOTE} ({', '.join(missed)})")
+    lines.append("")
     classes = [c for c in doc["per_class"] if c["delta"] is not None][:top]
     if classes:
         w = max(len("class"), *(len(c["name"]) for c in classes))
@@ -218,6 +224,18 @@ def text_report(doc: dict, top: int) -> str:
 
 def _md(text: str) -> str:
     return str(text).replace("|", "\\|")
+
+
+def intervals_missing_estimate(doc: dict) -> list[str]:
+    """Which of A, B and B - A lie outside their own interval (the percentile bootstrap's small-sample bias)."""
+    from .research import _inside
+
+    out = []
+    for label, estimate, pair in (("A", doc["miou_a"], doc["miou_a_ci"]), ("B", doc["miou_b"], doc["miou_b_ci"]),
+                                  ("B - A", doc["delta"], doc["delta_ci"])):
+        if None not in pair and estimate is not None and _inside(float(estimate), float(pair[0]), float(pair[1])) is False:
+            out.append(label)
+    return out
 
 
 def markdown_report(doc: dict, top: int) -> str:
