@@ -75,3 +75,18 @@ def test_quiet_allow_missing_prints_no_warning(folders, capsys):
     code, _, err = run(["compare", *folders, *ZERO, "--allow-missing", "--quiet", "--bootstrap", "50",
                         "--permutations", "50"], capsys)
     assert code == 0 and "warning" not in err
+
+
+def test_comparison_figure_draws_without_an_interval_or_p_value(tmp_path):
+    # One image: every resample is that image, a class's interval can be undefined (None in the JSON) and so
+    # can p; the figure still draws (it used to format None with "+.2f").
+    pytest.importorskip("matplotlib")
+    from ade20k_metrics.io.figures import comparison_figure
+
+    doc = {"per_class": [{"id": 0, "name": "wall", "delta": 0.25, "delta_ci": [None, None]},
+                         {"id": 1, "name": "floor", "delta": -0.1, "delta_ci": [-0.2, 0.0]}],
+           "delta": 0.075, "delta_ci": [None, None], "p_value": None, "name_a": "A", "name_b": "B",
+           "confidence": 0.95, "images": 1, "convention": "mmseg"}
+    comparison_figure(tmp_path / "c.png", doc)
+    with Image.open(tmp_path / "c.png") as im:
+        assert im.size[0] > 300 and im.size[1] > 100

@@ -204,15 +204,18 @@ def comparison_figure(path, doc: dict, *, count: int = 30, outputs=None) -> None
         ax.set_yticks(y)
         ax.set_yticklabels([c["name"] for c in rows], fontsize=NAME_POINTS + 1)
         ax.axvline(0, color="black", linewidth=0.8)
+        low, high = doc["delta_ci"]
+        interval = f" [{100 * low:+.2f}, {100 * high:+.2f}]" if low is not None and high is not None else ""
+        p = f", p = {doc['p_value']:.2g}" if doc.get("p_value") is not None else ""
         ax.axvline(100 * doc["delta"], color="#1f4e9c", linestyle="--", linewidth=1,
-                   label=f"mIoU difference {100 * doc['delta']:+.2f} "
-                         f"[{100 * doc['delta_ci'][0]:+.2f}, {100 * doc['delta_ci'][1]:+.2f}], p = {doc['p_value']:.2g}")
-        ax.legend(loc="lower right", fontsize=7)
+                   label=f"mIoU difference {100 * doc['delta']:+.2f}{interval}{p}")
+        # Above the bars (between them and the title), where it covers none of them.
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=7, frameon=False)
         ax.set_ylim(-0.5, len(rows) - 0.5)
     ax.set_xlabel(f"IoU of {doc['name_b']} minus IoU of {doc['name_a']} (percentage points; "
                   f"bars: {100 * doc['confidence']:g}% paired bootstrap intervals)", fontsize=8)
     ax.set_title(f"{doc['name_b']} vs {doc['name_a']}: the {len(rows)} classes that changed most\n"
-                 f"({doc['images']} images, {doc['convention']} convention)", fontsize=10)
+                 f"({doc['images']} images, {doc['convention']} convention)", fontsize=10, pad=18)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     try:
