@@ -307,3 +307,32 @@ def test_estimate_inside_its_interval_prints_no_note(tmp_path, capsys):
     assert code == 0, err
     assert json.loads(target.read_text())["ci"]["estimate_inside"] is True
     assert "outside" not in out
+
+
+# -- show on small images: the title and panel names stay inside the picture (found on 96 x 128 maps) ---------
+
+def test_show_title_and_panel_names_wrap_inside_small_panels():
+    from PIL import ImageDraw
+
+    from ade20k_metrics.io import figures
+
+    rng = np.random.default_rng(0)
+    small = [(name, rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8))
+             for name in ("ground truth", "prediction", "errors (red): 28.9% of evaluated pixels")]
+    title = "ADE_val_00000001.png against ADE_val_00000001.png: 71.1% of evaluated pixels right"
+    out = figures.labelled_panels(small, title=title, legend=[("wall", (120, 120, 120))])
+    assert out.shape[1] == 3 * 40 + 2 * 6  # the panels one to one, 6 px apart
+    for i, (_, rgb) in enumerate(small):
+        assert np.array_equal(out[-30:, i * 46: i * 46 + 40], rgb)
+    # The title wraps: its lines are each narrower than the picture, and together they hold all of it.
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = figures._wrap(probe, title, figures._font(16), out.shape[1] - 8)
+    assert len(lines) > 1 and "".join(lines).replace(" ", "") == title.replace(" ", "")
+    assert all(figures._text_width(probe, line, figures._font(16)) <= out.shape[1] - 8 for line in lines)
+    # Nothing is drawn past the right edge: the last column of the header is white (text would be black).
+    header = out[: out.shape[0] - 30]
+    assert (header[:, -2:] == 255).all()
+    # With room for every name, the names sit over their panels and the picture keeps its one-to-one layout.
+    big = [("ground truth", rng.integers(0, 256, size=(300, 400, 3), dtype=np.uint8))]
+    out = figures.labelled_panels(big, title="short", legend=[])
+    assert out.shape[1] == 400 and np.array_equal(out[-300:], big[0][1])
