@@ -336,3 +336,23 @@ def test_show_title_and_panel_names_wrap_inside_small_panels():
     big = [("ground truth", rng.integers(0, 256, size=(300, 400, 3), dtype=np.uint8))]
     out = figures.labelled_panels(big, title="short", legend=[])
     assert out.shape[1] == 400 and np.array_equal(out[-300:], big[0][1])
+
+
+def test_leaderboard_plot_draws_doubtful_figures_hollow(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from ade20k_metrics.cli import leaderboard
+    from ade20k_metrics.io import figures
+
+    drawn = {}
+
+    def keep(fig, path, outputs=None):
+        ax = fig.axes[0]
+        drawn.update({c.get_label(): c.get_offsets().tolist() for c in ax.collections})
+
+    monkeypatch.setattr(figures, "save", keep)
+    leaderboard.plot(tmp_path / "l.png", leaderboard.published())
+    rows = [r for r in _leaderboard_rows() if r["params_millions"].strip()]
+    doubtful = sorted([float(r["params_millions"]), float(r["miou"])] for r in rows if r["status"] == "doubtful")
+    assert sorted(drawn["source doubtful (hollow)"]) == doubtful
+    filled = sorted(p for label, points in drawn.items() if label in ("CNN", "Hybrid", "Transformer") for p in points)
+    assert filled == sorted([float(r["params_millions"]), float(r["miou"])] for r in rows if r["status"] != "doubtful")
