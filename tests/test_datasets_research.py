@@ -293,9 +293,11 @@ def test_estimate_outside_its_interval_is_flagged(tmp_path):
     assert not (low <= miou <= high)  # this data set is such a case
     assert doc["ci"]["estimate_inside"] is False
     assert "lies outside its percentile interval" in out
-    code, out, err = _run("compare", pred, pred, gt, "--quiet", "--bootstrap", "300", "--permutations", "50")
+    code, out, err = _run("compare", pred, pred, gt, "--quiet", "--bootstrap", "300", "--permutations", "50",
+                          "--markdown", tmp_path / "c.md")
     assert code == 0, err
     assert "lies outside its percentile interval" in out and "(A, B)" in out  # B - A = 0 is inside [0, 0]
+    assert "lies outside its percentile interval" in (tmp_path / "c.md").read_text()
 
 
 def test_estimate_inside_its_interval_prints_no_note(tmp_path, capsys):

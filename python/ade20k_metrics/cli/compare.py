@@ -238,6 +238,13 @@ def intervals_missing_estimate(doc: dict) -> list[str]:
     return out
 
 
+def _outside_lines(doc: dict) -> list[str]:
+    from .research import OUTSIDE_NOTE
+
+    missed = intervals_missing_estimate(doc)
+    return ["", f"{OUTSIDE_NOTE[0].upper()}{OUTSIDE_NOTE[1:]} ({', '.join(missed)})."] if missed else []
+
+
 def markdown_report(doc: dict, top: int) -> str:
     conf = f"{100 * doc['confidence']:g}%"
     out = [f"## {_md(doc['name_b'])} against {_md(doc['name_a'])}", "",
@@ -249,7 +256,7 @@ def markdown_report(doc: dict, top: int) -> str:
            f"| B: {_md(doc['name_b'])} | {_pct(doc['miou_b'])} | {_ci(doc['miou_b_ci'])} |",
            f"| B - A | {_pct(doc['delta'], True)} | {_ci(doc['delta_ci'], True)} |", "",
            f"p = {_p(doc['p_value'])}; B better on {doc['images_better']} images, worse on {doc['images_worse']}.",
-           "", "### Classes that changed most", "",
+           *_outside_lines(doc), "", "### Classes that changed most", "",
            f"| id | class | IoU A | IoU B | B - A | {conf} CI |", "| ---: | --- | ---: | ---: | ---: | --- |"]
     for c in [c for c in doc["per_class"] if c["delta"] is not None][:top]:
         out.append(f"| {c['id']} | {_md(c['name'])} | {_pct(c['iou_a'])} | {_pct(c['iou_b'])} | "
