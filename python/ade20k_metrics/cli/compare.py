@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 import numpy as np
 
@@ -39,14 +40,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-image", metavar="FILE.csv",
                    help="write one row per image: image, pixels, miou_a, miou_b, delta")
     p.add_argument("--plot", metavar="FILE.png", help="draw the per-class differences (needs matplotlib)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="compare on the images all three folders hold, warning about the others "
+                        "(default: an error)")
 
 
-def triples(pred_a: str, pred_b: str, gt_dir: str):
-    """The files of the three folders by key; InputError listing what is not in all three."""
+def _files(folder: str, gt_dir: str, label_format) -> tuple[dict, dict]:
+    """(predictions by key, ground truth by key) of one prediction folder against GT_DIR.
+
+    Without a dataset: every label PNG of each folder.  With ``--dataset``: the
+    dataset's own file layout and naming (DatasetFormat.pair_folders); the
+    ground-truth values are (ground truth, instances) paths.
+    """
+    from ..io.dataset_files import DatasetFormat
     from ..io.label_files import find_label_maps
+
+    if not isinstance(label_format, DatasetFormat):
+        return find_label_maps(folder), {k: (p, None) for k, p in find_label_maps(gt_dir).items()}
+    pairing = label_format.pair_folders(folder, gt_dir)
+    preds = {p.key: p.pred for p in pairing.pairs}
+    preds.update({k: None for k in pairing.missing_gt})  # a prediction without ground truth: its key only
+    gts = {p.key: (p.gt, getattr(p, "instances", None)) for p in pairing.pairs}
+    gts.update({k: None for k in pairing.missing_pred})
+    return preds, gts
+
+
+def triples(pred_a: str, pred_b: str, gt_dir: str, label_format=None, *, allow_missing: bool = False,
+            warn=None):
+    """The files of the three folders by key, for the keys in all three.
+
+    A key missing from any folder is an InputError listing what is not in all
+    three, or with ``allow_missing`` a warning (``warn(message)``) and the key
+    left out, as ``evaluate --allow-missing`` does.
+    """
     from ..io.per_image import Triple
 
-    a, b, gt = find_label_maps(pred_a), find_label_maps(pred_b), find_label_maps(gt_dir)
+    a, gt = _files(pred_a, gt_dir, label_format)
+    b, gt_b = _files(pred_b, gt_dir, label_format)
+    # The same GT_DIR both times; a dataset's pairing names a ground truth's files only where it paired them.
+    gt_files = {k: v for found in (gt_b, gt) for k, v in found.items() if v is not None}
     problems = []
     for what, keys in ((f"in {gt_dir} but not in {pred_a}", gt.keys() - a.keys()),
                        (f"in {gt_dir} but not in {pred_b}", gt.keys() - b.keys()),
@@ -56,11 +88,18 @@ def triples(pred_a: str, pred_b: str, gt_dir: str):
             shown = sorted(keys)
             problems.append(f"{len(shown)} file(s) {what}: {', '.join(shown[:5])}"
                             + (f", ... and {len(shown) - 5} more" if len(shown) > 5 else ""))
-    if problems:
-        raise InputError("A and B must cover the same ground-truth files; " + "; ".join(problems))
+    if problems and not allow_missing:
+        raise InputError("A and B must cover the same ground-truth files; " + "; ".join(problems)
+                         + "; pass --allow-missing to compare on the images all three folders hold")
+    keys = sorted(k for k in gt_files if a.get(k) is not None and b.get(k) is not None)
+    if problems and warn is not None:
+        for line in problems:
+            warn(line + " (skipped: --allow-missing)")
     if not gt:
-        raise InputError(f"no PNG label maps found in {gt_dir}")
-    return [Triple(k, a[k], b[k], gt[k]) for k in sorted(gt)]
+        raise InputError(f"no ground-truth label maps found in {gt_dir}")
+    if not keys:
+        raise InputError(f"no image is in all three folders ({pred_a}, {pred_b}, {gt_dir})")
+    return [Triple(k, a[k], b[k], gt_files[k][0], gt_files[k][1]) for k in keys]
 
 
 def _num(x):
@@ -158,7 +197,13 @@ def text_report(doc: dict, top: int) -> str:
              f"{'B - A':<{width}} {_pct(doc['delta'], True):>7}  {_ci(doc['delta_ci'], True)}   "
              f"p = {_p(doc['p_value'])} (two-sided paired randomization test, {doc['n_permutations']} permutations)",
              f"images: B better on {doc['images_better']}, worse on {doc['images_worse']}, "
-             f"the same on {doc['images'] - doc['images_better'] - doc['images_worse']} (own mIoU)", ""]
+             f"the same on {doc['images'] - doc['images_better'] - doc['images_worse']} (own mIoU)"]
+    missed = intervals_missing_estimate(doc)
+    if missed:
+        from .research import OUTSIDE_NOTE
+
+        lines.append(f"{OUTSIDE_NOTE} ({', '.join(missed)})")
+    lines.append("")
     classes = [c for c in doc["per_class"] if c["delta"] is not None][:top]
     if classes:
         w = max(len("class"), *(len(c["name"]) for c in classes))
@@ -181,6 +226,25 @@ def _md(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
+def intervals_missing_estimate(doc: dict) -> list[str]:
+    """Which of A, B and B - A lie outside their own interval (the percentile bootstrap's small-sample bias)."""
+    from .research import _inside
+
+    out = []
+    for label, estimate, pair in (("A", doc["miou_a"], doc["miou_a_ci"]), ("B", doc["miou_b"], doc["miou_b_ci"]),
+                                  ("B - A", doc["delta"], doc["delta_ci"])):
+        if None not in pair and estimate is not None and _inside(float(estimate), float(pair[0]), float(pair[1])) is False:
+            out.append(label)
+    return out
+
+
+def _outside_lines(doc: dict) -> list[str]:
+    from .research import OUTSIDE_NOTE
+
+    missed = intervals_missing_estimate(doc)
+    return ["", f"{OUTSIDE_NOTE[0].upper()}{OUTSIDE_NOTE[1:]} ({', '.join(missed)})."] if missed else []
+
+
 def markdown_report(doc: dict, top: int) -> str:
     conf = f"{100 * doc['confidence']:g}%"
     out = [f"## {_md(doc['name_b'])} against {_md(doc['name_a'])}", "",
@@ -192,7 +256,7 @@ def markdown_report(doc: dict, top: int) -> str:
            f"| B: {_md(doc['name_b'])} | {_pct(doc['miou_b'])} | {_ci(doc['miou_b_ci'])} |",
            f"| B - A | {_pct(doc['delta'], True)} | {_ci(doc['delta_ci'], True)} |", "",
            f"p = {_p(doc['p_value'])}; B better on {doc['images_better']} images, worse on {doc['images_worse']}.",
-           "", "### Classes that changed most", "",
+           *_outside_lines(doc), "", "### Classes that changed most", "",
            f"| id | class | IoU A | IoU B | B - A | {conf} CI |", "| ---: | --- | ---: | ---: | ---: | --- |"]
     for c in [c for c in doc["per_class"] if c["delta"] is not None][:top]:
         out.append(f"| {c['id']} | {_md(c['name'])} | {_pct(c['iou_a'])} | {_pct(c['iou_b'])} | "
@@ -223,17 +287,23 @@ def per_image_text(a, b) -> str:
 
 def run(args: argparse.Namespace, label_format, threads: int, progress) -> dict:
     """Score both runs and build the comparison; the caller prints and writes it."""
+    from ..io.dataset_files import DatasetFormat
     from ..io.per_image import compare_folders
     from ..io.label_files import label_shift_warnings
     from ..io.report import ClassInfo, printable
 
-    items = triples(args.pred_a, args.pred_b, args.gt_dir)
+    warn = None if args.quiet else (lambda line: print(f"ade20k-metrics: warning: {printable(line)}", file=sys.stderr))
+    items = triples(args.pred_a, args.pred_b, args.gt_dir, label_format, allow_missing=args.allow_missing,
+                    warn=warn)
     bar = progress(len(items))
     try:
         a, b = compare_folders(items, label_format, threads=threads, on_pair=bar.update)
     finally:
         bar.close()
-    names = ClassInfo.for_num_classes(label_format.num_classes).names
+    if isinstance(label_format, DatasetFormat):
+        names = label_format.class_info().names
+    else:
+        names = ClassInfo.for_num_classes(label_format.num_classes).names
     doc = comparison(a, b, args, names)
     # Labels off by one class in either run: one line each, named by run (the caller prints them).
     doc["warnings"] = [f"{letter} ({folder}): {line}" for letter, folder, stats in

@@ -37,6 +37,7 @@ class Entry:
     source_table: str = ""
     status: str = ""               # confirmed / identified / doubtful
     note: str = ""
+    checked: str = ""              # what the figure was checked against (or "not confirmed: ...")
 
 
 ADE20K_CLASSES = 150
@@ -61,7 +62,8 @@ def published() -> list[Entry]:
     entries = [Entry(model=r["model"], organisation=r["organisation"], miou=float(r["miou"]), kind=r["type"],
                      params_millions=float(r["params_millions"]) if r["params_millions"].strip() else None,
                      year=int(r["year"]) if r["year"].strip() else None, eval=r["eval"], source=r["source"],
-                     source_table=r["source_table"], status=r["status"], note=r["note"]) for r in rows]
+                     source_table=r["source_table"], status=r["status"], note=r["note"],
+                     checked=r.get("checked") or "") for r in rows]
     return sorted(entries, key=lambda e: -e.miou)
 
 
@@ -114,6 +116,8 @@ def format_sources(entries: list[Entry]) -> str:
         out.write(f" [{e.status}]")
         if e.note:
             out.write(f"; {e.note}")
+        if e.checked:
+            out.write(f"\n    checked: {e.checked}")
         out.write("\n")
     return out.getvalue()
 
@@ -214,9 +218,15 @@ def plot(path, entries: list[Entry], *, title: str = "ADE20K-150 val: published 
     fig, ax = plt.subplots(figsize=(10, 7))
     known = [e for e in entries if e.params_millions is not None and not e.is_new]
     for kind in sorted({e.kind for e in known}):
-        group = [e for e in known if e.kind == kind]
+        group = [e for e in known if e.kind == kind and e.status != "doubtful"]
         ax.scatter([e.params_millions for e in group], [e.miou for e in group], s=30,
                    color=colours.get(kind, "#777777"), label=kind, zorder=3)
+    # Figures whose source was not found or gives another figure: hollow, so a reader does not take them as read.
+    doubtful = [e for e in known if e.status == "doubtful"]
+    if doubtful:
+        ax.scatter([e.params_millions for e in doubtful], [e.miou for e in doubtful], s=30, facecolors="white",
+                   edgecolors=[colours.get(e.kind, "#777777") for e in doubtful], linewidths=1.5,
+                   label="source doubtful (hollow)", zorder=3)
     frontier = pareto_frontier([e for e in entries if not e.is_new])
     sized = [e.params_millions for e in entries if e.params_millions is not None]
     step_line = []
@@ -255,7 +265,8 @@ def plot(path, entries: list[Entry], *, title: str = "ADE20K-150 val: published 
                  lines=[step_line] if step_line else None)
     unsized = [e.model for e in entries if e.params_millions is None and not e.is_new]
     foot = ("Published figures as reported (ms: multi-scale testing; others single-scale or not stated), "
-            "each row's source in leaderboard.csv.")
+            "each row's source in leaderboard.csv; hollow: no source confirms the figure "
+            "('ade20k-metrics leaderboard --sources').")
     if unsized:
         foot += f" Not drawn (size unpublished): {', '.join(unsized)}."
     if protocol:

@@ -279,9 +279,6 @@ def _dataset_format(args: argparse.Namespace):
                          + (" (use --pred-train-ids for 0-based predictions)" if args.pred_zero_based else ""))
     if args.dataset != "ade20k" and (getattr(args, "params", None) is not None or getattr(args, "leaderboard_plot", None)):
         raise UsageError(f"--params and --leaderboard-plot rank a run on the ADE20K leaderboard, not {args.dataset}")
-    unsupported = [f"--{o.replace('_', '-')}" for o in ("per_image", "ci") if getattr(args, o, None) is not None]
-    if unsupported:
-        raise UsageError(f"{', '.join(unsupported)} with --dataset is not available yet")
     try:
         return dataset_format(args.dataset, pred_train_ids=args.pred_train_ids, pred_colors=args.pred_colors)
     except ValueError as e:
@@ -511,9 +508,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..metrics.compute import check_convention
     from . import compare
 
-    if args.dataset is not None:
-        raise UsageError("compare with --dataset is not available yet")
     label_format = _label_format(args)
+    if args.convention is None:  # the dataset's official convention, else mmseg's
+        args.convention = label_format.convention if args.dataset is not None else "mmseg"
     given = _given_outputs(args, compare.OUTPUTS)
     _check_outputs(given)
     if args.top < 0:
@@ -738,8 +735,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "changed most.")
     compare.add_arguments(cmp)
     _add_label_format_options(cmp)
-    cmp.add_argument("--convention", choices=CONVENTIONS, default="mmseg",
-                     help="how undefined classes count in the means (default: mmseg)")
+    cmp.add_argument("--convention", choices=CONVENTIONS, default=None,
+                     help="how undefined classes count in the means (default: mmseg; with --dataset, the "
+                          "dataset's official convention)")
     cmp.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                      help="decoding threads (default: the CPUs available)")
     cmp.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")

@@ -78,16 +78,32 @@ def interval(stats, args: argparse.Namespace) -> dict | None:
         return None
     ci = stats.bootstrap_miou(args.bootstrap, confidence=args.ci, convention=args.convention, seed=args.seed)
     return {"low": ci.low, "high": ci.high, "confidence": ci.confidence, "resamples": ci.n_resamples,
-            "seed": args.seed, "images": len(stats),
+            "seed": args.seed, "images": len(stats), "estimate_inside": _inside(ci.estimate, ci.low, ci.high),
             "method": "percentile bootstrap over images (resample images with replacement, sum their counts, "
                       "recompute the dataset mIoU)"}
+
+
+def _inside(estimate, low, high) -> bool | None:
+    """Whether the estimate lies in [low, high] (None where any of them is undefined)."""
+    if not all(isinstance(x, float) and math.isfinite(x) for x in (estimate, low, high)):
+        return None
+    return bool(low <= estimate <= high)
+
+
+# Why a percentile interval can miss its own estimate, in the words printed under the table.
+OUTSIDE_NOTE = ("note: the estimate lies outside its percentile interval: per-class IoU is a ratio of sums, so "
+                "with few images per class the resampled values are biased (Jensen's inequality) and the "
+                "interval is unreliable at this number of images; evaluate more images")
 
 
 def interval_line(ci: dict | None) -> str:
     if ci is None:
         return ""
-    return (f"mIoU {100 * ci['confidence']:g}% CI [{100 * ci['low']:.2f}, {100 * ci['high']:.2f}] "
+    line = (f"mIoU {100 * ci['confidence']:g}% CI [{100 * ci['low']:.2f}, {100 * ci['high']:.2f}] "
             f"(percentile bootstrap over {ci['images']} images, {ci['resamples']} resamples, seed {ci['seed']})\n")
+    if ci.get("estimate_inside") is False:
+        line += OUTSIDE_NOTE + "\n"
+    return line
 
 
 def extend_report(document: dict, ci: dict | None) -> dict:

@@ -97,15 +97,8 @@ class DatasetFormat:
 
     def load_pair(self, pair: LabelPair) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(prediction, ground truth, instances or None) as the files hold them; sizes checked."""
-        ds = self.dataset
         gt = read_label_file(pair.gt)
-        if self.pred_colors:
-            pred = read_label_file(pair.pred, colours=ds.colours, colour_values=ds.colour_values)
-        else:
-            pred = read_label_file(pair.pred)
-        if pred.shape != gt.shape:
-            raise InputError(f"{pair.pred}: prediction is {pred.shape[1]}x{pred.shape[0]} but the ground truth "
-                             f"{pair.gt} is {gt.shape[1]}x{gt.shape[0]} (width x height)")
+        pred = self.load_prediction(pair.pred, gt, pair.gt)
         instances = None
         if getattr(pair, "instances", None) is not None:
             instances = read_label_file(pair.instances)
@@ -113,6 +106,18 @@ class DatasetFormat:
                 raise InputError(f"{pair.instances}: is {instances.shape[1]}x{instances.shape[0]} but the ground "
                                  f"truth {pair.gt} is {gt.shape[1]}x{gt.shape[0]} (width x height)")
         return pred, gt, instances
+
+    def load_prediction(self, path, gt: np.ndarray, gt_path) -> np.ndarray:
+        """One prediction file of the decoded ground truth ``gt`` (read from ``gt_path``), its size checked."""
+        ds = self.dataset
+        if self.pred_colors:
+            pred = read_label_file(path, colours=ds.colours, colour_values=ds.colour_values)
+        else:
+            pred = read_label_file(path)
+        if pred.shape != gt.shape:
+            raise InputError(f"{path}: prediction is {pred.shape[1]}x{pred.shape[0]} but the ground truth "
+                             f"{gt_path} is {gt.shape[1]}x{gt.shape[0]} (width x height)")
+        return pred
 
     def add_pair(self, cm: DatasetConfusionMatrix, pair: LabelPair, pred, gt, instances) -> None:
         """Count one decoded pair, turning a refusal into an InputError that names the file at fault."""

@@ -204,15 +204,18 @@ def comparison_figure(path, doc: dict, *, count: int = 30, outputs=None) -> None
         ax.set_yticks(y)
         ax.set_yticklabels([c["name"] for c in rows], fontsize=NAME_POINTS + 1)
         ax.axvline(0, color="black", linewidth=0.8)
+        low, high = doc["delta_ci"]
+        interval = f" [{100 * low:+.2f}, {100 * high:+.2f}]" if low is not None and high is not None else ""
+        p = f", p = {doc['p_value']:.2g}" if doc.get("p_value") is not None else ""
         ax.axvline(100 * doc["delta"], color="#1f4e9c", linestyle="--", linewidth=1,
-                   label=f"mIoU difference {100 * doc['delta']:+.2f} "
-                         f"[{100 * doc['delta_ci'][0]:+.2f}, {100 * doc['delta_ci'][1]:+.2f}], p = {doc['p_value']:.2g}")
-        ax.legend(loc="lower right", fontsize=7)
+                   label=f"mIoU difference {100 * doc['delta']:+.2f}{interval}{p}")
+        # Above the bars (between them and the title), where it covers none of them.
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=7, frameon=False)
         ax.set_ylim(-0.5, len(rows) - 0.5)
     ax.set_xlabel(f"IoU of {doc['name_b']} minus IoU of {doc['name_a']} (percentage points; "
                   f"bars: {100 * doc['confidence']:g}% paired bootstrap intervals)", fontsize=8)
     ax.set_title(f"{doc['name_b']} vs {doc['name_a']}: the {len(rows)} classes that changed most\n"
-                 f"({doc['images']} images, {doc['convention']} convention)", fontsize=10)
+                 f"({doc['images']} images, {doc['convention']} convention)", fontsize=10, pad=18)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     try:
@@ -244,16 +247,21 @@ def labelled_panels(panels: list[tuple[str, np.ndarray]], *, title: str, legend:
     The panels keep their pixels one to one (no resampling) and sit at the
     bottom of the picture, ``gap`` pixels apart; the header's text is sized
     to the panels (at least 12 px) and the legend (colour swatch and class
-    name, most pixels first) wraps within the picture's width.
+    name, most pixels first) wraps within the picture's width, and so does
+    a title wider than the picture (at spaces).  When a panel is narrower
+    than its name, the names are given as one wrapped caption, left to right.
     """
     from PIL import Image, ImageDraw
 
     h = panels[0][1].shape[0]
-    width = sum(p.shape[1] for _, p in panels) + gap * (len(panels) - 1)
     size = max(12, min(28, h // 22))
     big, small = _font(size + 4), _font(size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     line = size + 8
+    width = sum(p.shape[1] for _, p in panels) + gap * (len(panels) - 1)
+    title_lines = _wrap(probe, title, big, width - 8)
+    names_fit = all(_text_width(probe, name, small) + 6 <= p.shape[1] for name, p in panels)
+    caption = [] if names_fit else _wrap(probe, "left to right: " + "; ".join(n for n, _ in panels), small, width - 8)
     # Lay the legend out in rows that fit the width.
     entries = legend[:max_legend]
     if len(legend) > max_legend:
@@ -266,11 +274,13 @@ def labelled_panels(panels: list[tuple[str, np.ndarray]], *, title: str, legend:
             x = 0
         rows[-1].append((name, colour, x))
         x += w
-    header = 6 + (size + 10) + line + len(rows) * line + 6
+    title_height = len(title_lines) * (size + 10)
+    header = 6 + title_height + len(rows) * line + max(1, len(caption)) * line + 6
     canvas = Image.new("RGB", (width, header + h), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    draw.text((4, 4), title, fill=(0, 0, 0), font=big)
-    y = 6 + size + 10
+    for i, text in enumerate(title_lines):
+        draw.text((4, 4 + i * (size + 10)), text, fill=(0, 0, 0), font=big)
+    y = 6 + title_height
     for r in rows:
         for name, colour, x0 in r:
             if colour is not None:
@@ -278,12 +288,31 @@ def labelled_panels(panels: list[tuple[str, np.ndarray]], *, title: str, legend:
                                outline=(0, 0, 0))
             draw.text((x0 + size + 10, y), name, fill=(0, 0, 0), font=small)
         y += line
+    for text in caption:
+        draw.text((4, y), text, fill=(0, 0, 0), font=small)
+        y += line
     x = 0
     for name, rgb in panels:
-        draw.text((x + 3, header - line), name, fill=(0, 0, 0), font=small)
+        if names_fit:
+            draw.text((x + 3, header - line), name, fill=(0, 0, 0), font=small)
         canvas.paste(Image.fromarray(np.ascontiguousarray(rgb)), (x, header))
         x += rgb.shape[1] + gap
     return np.asarray(canvas)
+
+
+def _wrap(draw, text: str, font, width: int) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels, broken at spaces, and inside a word wider than that."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and _text_width(draw, lines[-1] + " " + word, font) <= width:
+            lines[-1] += " " + word
+            continue
+        lines.append("")
+        for char in word:  # a word wider than the picture is cut where it reaches the edge
+            if lines[-1] and _text_width(draw, lines[-1] + char, font) > width:
+                lines.append("")
+            lines[-1] += char
+    return lines or [""]
 
 
 def show_title(pred_name: str, gt_name: str, metrics) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .label_files import InputError
+from .label_files import InputError, png_samples
 from .report import MissingDependencyError
 
 try:  # optional fast decoders
@@ -241,10 +241,11 @@ def _decode_pillow(data: bytes, path, table) -> np.ndarray:
         if array is None:
             image.load()
             array = np.asarray(image)
+        if image.format == "PNG":
+            _, _, depth, colour = png_header(data, path)
+            return png_samples(array, depth, colour)
         if mode == "1":
             return (array != 0).view(np.uint8)
-        if mode == "L" and image.format == "PNG":
-            return _unscaled_low_bit_grey(array, data, path)
         return array
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         raise InputError(f"{path}: cannot decode image: {e}") from None
@@ -274,16 +275,6 @@ def _decode_in_place(image) -> np.ndarray | None:
     if image.im is not memory:
         return None
     return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
-
-
-def _unscaled_low_bit_grey(array: np.ndarray, data: bytes, path) -> np.ndarray:
-    """Pillow spreads 1-, 2- and 4-bit greyscale samples over 0..255 (v * 255, v * 85, v * 17): give back the
-    samples."""
-    _, _, depth, colour = png_header(data, path)
-    if colour == _GREY and depth in (1, 2, 4):
-        step = 255 // ((1 << depth) - 1)
-        return (array // step).astype(np.uint8)
-    return array
 
 
 # -- colour-coded maps ---------------------------------------------------------------------------------

@@ -507,6 +507,23 @@ def _decode_in_place(image) -> np.ndarray | None:
     return array if image.im is memory else None
 
 
+def png_samples(array: np.ndarray, bit_depth: int, colour_type: int) -> np.ndarray:
+    """The sample values of a greyscale PNG as Pillow decoded it (``array``, from the file's IHDR fields).
+
+    Pillow opens a 1-bit greyscale PNG as mode "1" (a bool array over bytes
+    0 and 255, which a uint8 view would read as 255) and spreads 2- and
+    4-bit samples over 0..255 (v * 85, v * 17) in mode "L"; a label map holds
+    the samples themselves.  Both readers (this module and io/formats.py) go
+    through here.  Other images are returned as they are.
+    """
+    if array.dtype == np.bool_:
+        # Not ``view``: NumPy's view of a mode "1" image exposes Pillow's bytes, 0 and 255.
+        return (array != 0).view(np.uint8)
+    if colour_type == 0 and bit_depth in (1, 2, 4) and array.dtype == np.uint8:
+        return array // np.uint8(255 // ((1 << bit_depth) - 1))
+    return array
+
+
 def _decode(opened: _LabelImage) -> np.ndarray:
     """The labels of an opened image; InputError naming the file if any pixel of it is missing."""
     path, image = opened.path, opened.image
@@ -530,7 +547,9 @@ def _decode(opened: _LabelImage) -> np.ndarray:
         problem = _png_rows_missing(opened.data, png)
         if problem is not None:
             raise InputError(f"{printable(path)}: {problem}; the file is truncated or damaged and cannot be scored")
-    return array
+    if png is not None:
+        return png_samples(array, png.bit_depth, png.colour_type)
+    return png_samples(array, 8, -1)
 
 
 def read_label_map(path: str | os.PathLike) -> np.ndarray:

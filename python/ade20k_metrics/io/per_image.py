@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.stats import ImageStats
+from ..analysis.significance import (bootstrap_miou_samples, check_confidence, check_resampling, left_out_class,
+                                     percentile_interval)
+from ..metrics.compute import check_convention, per_class_iou
+from .dataset_files import DatasetFormat, DatasetPair
 from .label_files import (InputError, LabelFormat, LabelPair, _decode, _open_label_image, _resize_nearest,
                           label_error, load_pair, to_train_ids)
 from .report import printable
@@ -65,9 +69,20 @@ def _count(stats: ImageStats, pair: LabelPair, pred_raw, gt, label_format: Label
         raise label_error(pair, pred_raw, gt, label_format, e) from None
 
 
-def evaluate_per_image(pairs: Sequence[LabelPair], label_format: LabelFormat, *, threads: int = 1,
-                       on_pair: Callable[[int], None] | None = None) -> ImageStats:
-    """Every pair's counts, named by its key (raises InputError naming the first bad file, in order)."""
+def evaluate_per_image(pairs: Sequence[LabelPair], label_format, *, threads: int = 1,
+                       on_pair: Callable[[int], None] | None = None):
+    """Every pair's counts, named by its key (raises InputError naming the first bad file, in order).
+
+    ``label_format``: a ``LabelFormat`` (an ``ImageStats`` comes back) or a
+    dataset's ``DatasetFormat`` (a ``DatasetImageStats``).
+    """
+    if isinstance(label_format, DatasetFormat):
+        stats = DatasetImageStats(label_format)
+        for done, (pair, loaded) in enumerate(_ahead(pairs, label_format.load_pair, threads), start=1):
+            stats.add_pair(pair, *loaded)
+            if on_pair is not None:
+                on_pair(done)
+        return stats
     stats = image_stats_for(label_format)
     for done, (pair, (pred_raw, gt)) in enumerate(_ahead(pairs, lambda p: load_pair(p, label_format), threads),
                                                   start=1):
@@ -83,6 +98,7 @@ class Triple:
     pred_a: Path
     pred_b: Path
     gt: Path
+    instances: Path | None = None  # Cityscapes' instanceIds file (compare --dataset cityscapes)
 
 
 def _load_second(path: Path, gt: np.ndarray, gt_path: Path, label_format: LabelFormat) -> np.ndarray:
@@ -104,9 +120,29 @@ def _load_triple(t: Triple, label_format: LabelFormat):
     return pred_a, _load_second(t.pred_b, gt, t.gt, label_format), gt
 
 
-def compare_folders(triples: Sequence[Triple], label_format: LabelFormat, *, threads: int = 1,
-                    on_pair: Callable[[int], None] | None = None) -> tuple[ImageStats, ImageStats]:
-    """(A, B): both prediction sets scored in one pass over the ground truth, images in the same order."""
+def _load_dataset_triple(t: Triple, label_format: DatasetFormat):
+    """(pred A, pred B, ground truth, instances) of one triple, the ground truth (and instances) decoded once."""
+    pair_a = DatasetPair(t.key, t.pred_a, t.gt, t.instances)
+    pred_a, gt, instances = label_format.load_pair(pair_a)
+    pred_b = label_format.load_prediction(t.pred_b, gt, t.gt)
+    return pred_a, pred_b, gt, instances
+
+
+def compare_folders(triples: Sequence[Triple], label_format, *, threads: int = 1,
+                    on_pair: Callable[[int], None] | None = None):
+    """(A, B): both prediction sets scored in one pass over the ground truth, images in the same order.
+
+    ``label_format``: a ``LabelFormat`` (two ``ImageStats``) or a ``DatasetFormat`` (two ``DatasetImageStats``).
+    """
+    if isinstance(label_format, DatasetFormat):
+        a, b = DatasetImageStats(label_format), DatasetImageStats(label_format)
+        for done, (t, (pred_a, pred_b, gt, instances)) in enumerate(
+                _ahead(triples, lambda x: _load_dataset_triple(x, label_format), threads), start=1):
+            a.add_pair(DatasetPair(t.key, t.pred_a, t.gt, t.instances), pred_a, gt, instances)
+            b.add_pair(DatasetPair(t.key, t.pred_b, t.gt, t.instances), pred_b, gt, instances)
+            if on_pair is not None:
+                on_pair(done)
+        return a, b
     a, b = image_stats_for(label_format), image_stats_for(label_format)
     for done, (t, (pred_a, pred_b, gt)) in enumerate(_ahead(triples, lambda x: _load_triple(x, label_format),
                                                             threads), start=1):
@@ -115,6 +151,131 @@ def compare_folders(triples: Sequence[Triple], label_format: LabelFormat, *, thr
         if on_pair is not None:
             on_pair(done)
     return a, b
+
+
+# -- a benchmark's files, image by image --------------------------------------------------------------
+
+class DatasetImageStats:
+    """``evaluate --dataset NAME`` keeping every image's counts: the dataset's own accumulator plus per-image records.
+
+    The dataset-level numbers (the table, the official scores: Cityscapes'
+    iIoU and category scores, COCO-Stuff's) come from the dataset's
+    ``DatasetConfusionMatrix``, exactly as without per-image results.  Each
+    image's counts are kept over the K classes the way that accumulator
+    counts them: a prediction that is no class (a raw id without a class, e.g.
+    a Cityscapes labelId ignored in evaluation) is a miss of the true class and
+    nobody's false positive; they are held in an ``ImageStats`` of K + 1
+    classes whose last class holds those predictions and is cut off whenever
+    counts are read.  ``bootstrap_miou`` and ``compare`` resample these counts;
+    the names and methods are those ``ImageStats`` offers to the CLI.
+    """
+
+    def __init__(self, label_format: DatasetFormat):
+        self.label_format = label_format
+        self.cm = label_format.accumulator(n_threads=1)  # one image is far cheaper to count than to decode
+        k = label_format.num_classes
+        self.num_classes = k
+        self.class_names = tuple(label_format.dataset.class_names)
+        self._void = k        # predictions that are no class
+        self._not_evaluated = k + 1
+        self._images = ImageStats(k + 1, ignore_index=self._not_evaluated, reduce_zero_label=False, n_threads=1)
+
+    # -- counting ----------------------------------------------------------------------------------------
+    def add_pair(self, pair: LabelPair, pred: np.ndarray, gt: np.ndarray, instances) -> None:
+        """Count one decoded pair as the official files hold it (an InputError naming the file at fault)."""
+        self.label_format.add_pair(self.cm, pair, pred, gt, instances)  # checks the labels, all or nothing
+        pred_ids, gt_ids = self.label_format.class_ids(pred, gt)
+        gt_ids = np.where(gt_ids >= 0, gt_ids, self._not_evaluated)
+        pred_ids = np.where(pred_ids >= 0, pred_ids, self._void)
+        self._images.update(pred_ids, gt_ids, name=pair.key)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    @property
+    def names(self) -> list:
+        return self._images.names
+
+    # -- the dataset's own numbers -----------------------------------------------------------------------
+    @property
+    def total(self) -> int:
+        return self.cm.total
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self.cm.matrix
+
+    def compute(self, convention: str | None = None, beta: float = 1.0, **options):
+        return self.cm.compute(convention, beta, **options)
+
+    def class_matrix(self) -> np.ndarray:
+        return self.cm.class_matrix()
+
+    def official_scores(self) -> dict:
+        return self.cm.official_scores()
+
+    # -- per-image counts --------------------------------------------------------------------------------
+    def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-image (tp, fp, fn), each (N, K) int64 (predictions that are no class are misses only)."""
+        k = self.num_classes
+        return tuple(np.ascontiguousarray(a[:, :k]) for a in self._images.counts())
+
+    def _float_counts(self):
+        return tuple(a.astype(np.float64) for a in self.counts())
+
+    def _left_out(self, convention: str) -> int | None:
+        return left_out_class(convention, self.label_format.dataset.ignore_index, self.num_classes)
+
+    def _miou(self, convention: str) -> float:
+        """The dataset mIoU; under the official convention the official evaluation's own figure."""
+        if convention == self.label_format.convention:
+            official = self.label_format.official_metrics(self.cm)
+            if "miou" in official:
+                return float(official["miou"])
+        return float(self.cm.compute(convention).miou)
+
+    def pixels(self) -> np.ndarray:
+        tp, _, fn = self.counts()
+        return (tp + fn).sum(axis=1)
+
+    def image_iou(self) -> np.ndarray:
+        """(N, K) IoU of each class in each image; NaN where the class is in neither map (ImageStats' rule)."""
+        return per_class_iou(*self.counts(), "mmseg")
+
+    def image_miou(self) -> np.ndarray:
+        iou = self.image_iou()
+        present = ~np.isnan(iou)
+        n = present.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, np.where(present, iou, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
+
+    def image_aacc(self) -> np.ndarray:
+        tp, _, fn = self.counts()
+        right, pixels = tp.sum(axis=1).astype(np.float64), (tp + fn).sum(axis=1).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(pixels > 0, right / np.maximum(pixels, 1), np.nan)
+
+    # -- uncertainty -------------------------------------------------------------------------------------
+    def bootstrap_miou(self, n_resamples: int = 1000, *, confidence: float = 0.95, convention: str | None = None,
+                       seed=None):
+        """Percentile bootstrap interval of the dataset mIoU, resampling images (ImageStats.bootstrap_miou's)."""
+        from ..analysis.stats import ConfidenceInterval, _check_seed
+
+        convention = check_convention(self.label_format.convention if convention is None else convention)
+        n_resamples = check_resampling(n_resamples)
+        confidence = check_confidence(confidence)
+        if len(self) == 0:
+            raise ValueError("no images accumulated")
+        rng = np.random.default_rng(_check_seed(seed))
+        samples = bootstrap_miou_samples(self._float_counts(), convention, n_resamples, rng, self._left_out(convention))
+        low, high = percentile_interval(samples, confidence)
+        return ConfidenceInterval(estimate=self._miou(convention), low=low, high=high, confidence=confidence,
+                                  n_resamples=n_resamples, convention=convention)
+
+    def check_same_images(self, other: DatasetImageStats) -> None:
+        if not isinstance(other, DatasetImageStats) or other.label_format.dataset.name != self.label_format.dataset.name:
+            raise TypeError("can only compare with the same dataset's DatasetImageStats")
+        self._images.check_same_images(other._images)
 
 
 # -- the per-image CSV --------------------------------------------------------------------------------
@@ -129,12 +290,16 @@ def per_image_csv(stats: ImageStats) -> str:
     """One row per image: image, pixels (evaluated), miou, aacc, iou_0 .. iou_{K-1}; NaN as an empty cell.
 
     The per-image values are each image's own (a class in neither map of the
-    image is empty), the quantities behind the dataset-level bootstrap.
+    image is empty), the quantities behind the dataset-level bootstrap.  With
+    a dataset (``DatasetImageStats``) the class columns are named
+    ``iou_<class name>`` in class order.
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     k = stats.num_classes
-    writer.writerow(["image", "pixels", "miou", "aacc", *[f"iou_{c}" for c in range(k)]])
+    names = getattr(stats, "class_names", None)  # a dataset's: iou_<class name>
+    header = [f"iou_{c}" for c in range(k)] if names is None else [f"iou_{name}" for name in names]
+    writer.writerow(["image", "pixels", "miou", "aacc", *header])
     iou = stats.image_iou()
     miou, aacc, pixels = stats.image_miou(), stats.image_aacc(), stats.pixels()
     for i, name in enumerate(stats.names):
