@@ -173,7 +173,7 @@ def test_boundary_iou_alone_and_region_metrics_unchanged(folders, tmp_path, caps
 
 @pytest.mark.parametrize("extra", [["--boundary", "0"], ["--boundary", "-0.1"], ["--boundary", "nan"],
                                    ["--boundary-f1", "inf"], ["--boundary=abc"],
-                                   ["--boundary", "--ci", "0.9"], ["--boundary-f1", "--per-image", "X"],
+                                   ["--boundary-f1", "--ci", "0.9"], ["--boundary-f1", "--per-image", "X"],
                                    ["--boundary", "--dataset", "ade20k"]])
 def test_bad_boundary_options_are_usage_errors_and_write_nothing(folders, tmp_path, capsys, extra):
     pred_dir, gt_dir, _, _ = folders
@@ -228,3 +228,17 @@ def test_the_plot_marks_each_class_at_its_reference_boundary_iou(folders, tmp_pa
         assert any("Boundary IoU" in h.get_label() for h in handles)
     finally:
         plt.close(fig)
+
+
+def test_boundary_iou_with_per_image_results_and_an_interval(folders, tmp_path, capsys):
+    pred_dir, gt_dir, preds, gts = folders
+    out_json, per_image = tmp_path / "r.json", tmp_path / "per.csv"
+    code, _, err = run(["evaluate", pred_dir, gt_dir, "--num-classes", K, "--boundary", "--ci", "0.9",
+                        "--bootstrap", 20, "--per-image", per_image, "--json", out_json], capsys)
+    assert code == 0, err
+    band, biou, mbiou = expected_boundary(preds, gts, 0.02)
+    doc = json.loads(out_json.read_text())
+    assert doc["boundary_matrix"] == band.tolist()
+    assert _close(doc["metrics"]["mboundary_iou"], mbiou)
+    assert all(_close(r["boundary_iou"], biou[c]) for c, r in enumerate(doc["per_class"]))
+    assert per_image.exists() and doc["metrics"]["miou_ci"] is not None

@@ -53,8 +53,8 @@ def usage_problem(args: argparse.Namespace, dataset: bool) -> str | None:
         return f"{given} with --dataset is not available yet"
     others = [o for o, v in (("--per-image", getattr(args, "per_image", None)), ("--ci", getattr(args, "ci", None)))
               if v is not None]
-    if others:
-        return f"{given} with {', '.join(others)} is not available yet"
+    if others and args.boundary_f1 is not None:  # ImageStats keeps per-image Boundary IoU, not yet BF
+        return f"--boundary-f1 with {', '.join(others)} is not available yet"
     return None
 
 
