@@ -499,13 +499,9 @@ struct RowCounter {
     // Count row `n` pixels of target row `t` (byte stride ts) and pred row `p`.
     // `starts_t`, `starts_p`: where each map's runs start; `in_t`, `in_p`:
     // interior bits (all zeros: every pixel in its band).
-    // Contiguous: ts == sizeof(T) and ps == sizeof(P), known when compiling (no multiply per run).
-    template <bool Contiguous>
-    void count(const char* t, int64_t ts_, const char* p, int64_t ps_, int64_t n, int64_t nw,
+    void count(const char* t, int64_t ts, const char* p, int64_t ps, int64_t n, int64_t nw,
                const uint64_t* starts_t, const uint64_t* starts_p, const uint64_t* in_t, const uint64_t* in_p,
                BoundaryTables& tab) const {
-        const int64_t ts = Contiguous ? int64_t(sizeof(T)) : ts_;
-        const int64_t ps = Contiguous ? int64_t(sizeof(P)) : ps_;
         // The table's pointers and fill count in locals for the row: stores
         // to the counts could otherwise alias them and force reloads per run.
         int64_t* const counts = tab.pairs.counts.get();
@@ -648,7 +644,6 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
     const bool p_in_place = g.p_col == int64_t(sizeof(P)) && p_lead_aligned &&
                             aligned(pred, g.p_row, g.p_col, 0, alignof(P));
 
-    const bool contiguous = g.t_col == int64_t(sizeof(T)) && g.p_col == int64_t(sizeof(P));
     int threads = 1;
 #ifdef _OPENMP
     const int64_t by_size = std::max<int64_t>(1, images * h * w / std::max<int64_t>(1, opt.min_pixels_per_thread));
@@ -683,13 +678,7 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
             const char* p_img = static_cast<const char*>(pred) + p_off;
             auto count_row = [&](int64_t c, const uint64_t* st, const uint64_t* sp, const uint64_t* it,
                                  const uint64_t* ip) {
-                const char* tr = t_img + c * g.t_row;
-                const char* pr = p_img + c * g.p_row;
-                if (contiguous) {
-                    counter.template count<true>(tr, g.t_col, pr, g.p_col, w, nw, st, sp, it, ip, tab);
-                } else {
-                    counter.template count<false>(tr, g.t_col, pr, g.p_col, w, nw, st, sp, it, ip, tab);
-                }
+                counter.count(t_img + c * g.t_row, g.t_col, p_img + c * g.p_row, g.p_col, w, nw, st, sp, it, ip, tab);
             };
             RowSource<T> src_t;
             src_t.base = t_img;
