@@ -6,6 +6,7 @@
 // compiler and qemu are installed, for 64-bit Arm (the NEON path).
 // Prints what it checked; exits 1 on the first disagreement.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <random>
@@ -13,6 +14,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "ade20k_metrics/bfscore.hpp"
+#include "ade20k_metrics/boundary.hpp"
 #include "ade20k_metrics/confusion.hpp"
 
 namespace {
@@ -166,6 +169,156 @@ void check_masks(const char* name) {
     }
 }
 
+
+// A label map of blocks (and some noise) of classes 0..k-1, `ignore` sprinkled in.
+template <class L>
+std::vector<L> make_map(int64_t h, int64_t w, int64_t k, int64_t ignore) {
+    std::vector<L> v(static_cast<size_t>(h * w), static_cast<L>(uniform_int(0, k - 1)));
+    for (int b = 0; b < 6; ++b) {
+        const int64_t y0 = uniform_int(0, h - 1), x0 = uniform_int(0, w - 1);
+        const int64_t y1 = std::min(h, y0 + uniform_int(1, h)), x1 = std::min(w, x0 + uniform_int(1, w));
+        const L c = static_cast<L>(uniform_int(0, k - 1));
+        for (int64_t y = y0; y < y1; ++y)
+            for (int64_t x = x0; x < x1; ++x) v[static_cast<size_t>(y * w + x)] = c;
+    }
+    for (auto& x : v) {
+        const int64_t r = uniform_int(0, 99);
+        if (r < 3) x = static_cast<L>(ignore);
+        else if (r < 6) x = static_cast<L>(uniform_int(0, k - 1));
+    }
+    return v;
+}
+
+// In its label's band: some pixel within chessboard distance d has another label or is outside.
+template <class L>
+std::vector<bool> plain_band(const std::vector<L>& v, int64_t h, int64_t w, int64_t d) {
+    std::vector<bool> band(v.size(), false);
+    for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+            bool b = false;
+            for (int64_t yy = y - d; yy <= y + d && !b; ++yy)
+                for (int64_t xx = x - d; xx <= x + d && !b; ++xx)
+                    b = yy < 0 || yy >= h || xx < 0 || xx >= w || v[size_t(yy * w + xx)] != v[size_t(y * w + x)];
+            band[size_t(y * w + x)] = b;
+        }
+    return band;
+}
+
+template <class T, class P>
+void check_boundary(const char* name, int64_t k, int64_t h, int64_t w, int64_t d, int64_t ignore) {
+    using UT = std::make_unsigned_t<T>;
+    using UP = std::make_unsigned_t<P>;
+    const std::vector<T> t = make_map<T>(h, w, k, ignore);
+    std::vector<P> p = make_map<P>(h, w, k, 0);
+    for (size_t j = 0; j < p.size(); ++j) {
+        if (static_cast<int64_t>(t[j]) == ignore && uniform_int(0, 1)) p[j] = static_cast<P>(k);  // no class, not counted
+    }
+    const am::TargetCoding tc = target_coding<T>(k, true, ignore);
+    am::PredCoding pc;
+    pc.num_classes = k;
+    pc.limit = static_cast<uint64_t>(k);
+    // The plain loop: region and boundary matrices of the evaluated pixels.
+    std::vector<int64_t> codes(t.size());
+    for (size_t j = 0; j < t.size(); ++j) codes[j] = static_cast<int64_t>(t[j]) == ignore ? -1 : static_cast<int64_t>(t[j]);
+    const std::vector<bool> gb = plain_band(codes, h, w, d), pb = plain_band(p, h, w, d);
+    std::vector<int64_t> want_region(size_t(k * k), 0), want_band(size_t((k + 1) * (k + 1)), 0);
+    for (size_t j = 0; j < t.size(); ++j) {
+        if (codes[j] < 0) continue;
+        const int64_t r = codes[j], c = static_cast<int64_t>(p[j]);
+        want_region[size_t(r * k + c)] += 1;
+        want_band[size_t((gb[j] ? r : k) * (k + 1) + (pb[j] ? c : k))] += 1;
+    }
+    am::BoundaryGeometry g;
+    g.height = h;
+    g.width = w;
+    g.t_row = w * int64_t(sizeof(T));
+    g.t_col = sizeof(T);
+    g.p_row = w * int64_t(sizeof(P));
+    g.p_col = sizeof(P);
+    for (int isa : {0, 1, 2}) {
+        for (int threads : {1, 3}) {
+            for (bool raw : {true, false}) {
+                am::BoundaryOptions opt;
+                opt.isa = isa;
+                opt.n_threads = threads;
+                opt.min_pixels_per_thread = 1;
+                am::BoundaryTables tables;
+                am::count_boundary_pairs<UT, UP>(t.data(), p.data(), g, tc, pc, d, raw, opt, tables);
+                std::vector<int64_t> region(size_t(k * k), 0), band(size_t((k + 1) * (k + 1)), 0);
+                const auto cols = static_cast<uint64_t>(k + 1);
+                am::for_each_count(
+                    tables, k,
+                    [&](uint64_t cell, int64_t v) {
+                        if (cell / cols < uint64_t(k) && cell % cols < uint64_t(k))
+                            region[size_t((cell / cols) * uint64_t(k) + cell % cols)] += v;
+                    },
+                    [&](uint64_t bin, int64_t v) { band[size_t(bin)] += v; });
+                expect(region == want_region && band == want_band,
+                       std::string(name) + " count_boundary_pairs " + std::to_string(h) + "x" + std::to_string(w) +
+                           " d=" + std::to_string(d) + " isa=" + std::to_string(isa) + " threads=" +
+                           std::to_string(threads) + (raw ? " raw" : " coded"));
+            }
+        }
+    }
+    // BF: every contour pixel's nearest contour pixel of its class in the other map, found by brute force.
+    const double theta = 0.05 * std::sqrt(double(h * h + w * w)) + 0.7;
+    auto contour = [&](auto&& label, int64_t y, int64_t x) {
+        const int64_t v = label(y, x);
+        if (y == 0 || x == 0 || y == h - 1 || x == w - 1) return true;
+        return label(y - 1, x) != v || label(y + 1, x) != v || label(y, x - 1) != v || label(y, x + 1) != v;
+    };
+    auto tl = [&](int64_t y, int64_t x) { return codes[size_t(y * w + x)]; };
+    auto pl = [&](int64_t y, int64_t x) { return static_cast<int64_t>(p[size_t(y * w + x)]); };
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> gpts(static_cast<size_t>(k)), ppts(static_cast<size_t>(k));
+    for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) {
+            if (tl(y, x) < 0) continue;
+            if (contour(tl, y, x)) gpts[size_t(tl(y, x))].push_back({y, x});
+            if (pl(y, x) < k && contour(pl, y, x)) ppts[size_t(pl(y, x))].push_back({y, x});
+        }
+    auto matched = [&](const std::vector<std::pair<int64_t, int64_t>>& a, const std::vector<std::pair<int64_t, int64_t>>& b) {
+        int64_t n = 0;
+        for (const auto& q : a) {
+            bool hit = false;
+            for (const auto& o : b) {
+                const int64_t dy = q.first - o.first, dx = q.second - o.second;
+                hit = hit || std::sqrt(static_cast<double>(dy * dy + dx * dx)) < theta;
+            }
+            n += hit;
+        }
+        return n;
+    };
+    std::vector<double> want_sum(size_t(k), 0.0);
+    std::vector<int64_t> want_count(size_t(k), 0);
+    for (int64_t c = 0; c < k; ++c) {
+        const auto& G = gpts[size_t(c)];
+        const auto& Q = ppts[size_t(c)];
+        if (G.empty() && Q.empty()) continue;
+        double f = 0;
+        if (!G.empty() && !Q.empty()) {
+            const double precision = double(matched(Q, G)) / double(Q.size()), recall = double(matched(G, Q)) / double(G.size());
+            f = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0;
+        }
+        want_sum[size_t(c)] = f;
+        want_count[size_t(c)] = 1;
+    }
+    for (int threads : {1, 3}) {
+        std::vector<double> sum(size_t(k), 0.0);
+        std::vector<int64_t> count(size_t(k), 0);
+        double image_sum = 0;
+        int64_t images = 0;
+        am::BfSums sums;
+        sums.f1_sum = sum.data();
+        sums.f1_count = count.data();
+        sums.image_mean_sum = &image_sum;
+        sums.images_scored = &images;
+        am::bf_scores<UT, UP>(t.data(), p.data(), g, tc, pc, theta, threads, sums);
+        expect(sum == want_sum && count == want_count,
+               std::string(name) + " bf_scores " + std::to_string(h) + "x" + std::to_string(w) + " threads=" +
+                   std::to_string(threads));
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -183,6 +336,15 @@ int main() {
             check_counts<int64_t, int64_t>("i64/i64 no ignore", k, n, false, -1);
             check_counts<int64_t, int64_t>("i64/i64 ignore inside", k, n, true, 1);
             check_counts<uint64_t, uint64_t>("u64/u64", k, n, true, int64_t(1) << 40);
+        }
+    }
+    for (int64_t w : {1, 7, 63, 64, 65, 130}) {
+        for (int64_t h : {1, 5, 12}) {
+            for (int64_t d : {1, 2, 5}) {
+                check_boundary<uint8_t, uint8_t>("u8/u8", 6, h, w, d, 255);
+                check_boundary<int64_t, int16_t>("i64/i16", 300, h, w, d, -1);
+                check_boundary<uint16_t, uint32_t>("u16/u32", 4, h, w, d, 9);
+            }
         }
     }
     check_masks<am::PortableMask>("portable");

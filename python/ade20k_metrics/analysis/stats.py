@@ -112,11 +112,14 @@ class ImageStats:
 
     def __init__(self, num_classes: int, *, ignore_index: int | None = 255, reduce_zero_label: bool = False,
                  label_map: Mapping[int, int] | None = None, n_threads: int | None = None,
-                 label_map_on: str = "reduced"):
+                 label_map_on: str = "reduced", boundary: float | None = None):
         # Holds the checked settings and the target lookup tables; never counts.
+        # With boundary= it also holds the dataset's band matrix (compute() reports Boundary IoU).
         self._settings_holder = ConfusionMatrix(num_classes, ignore_index=ignore_index,
                                                 reduce_zero_label=reduce_zero_label, label_map=label_map,
-                                                n_threads=n_threads, label_map_on=label_map_on)
+                                                n_threads=n_threads, label_map_on=label_map_on, boundary=boundary)
+        # boundary=: each image's band (class, tp, fp, fn) record, as the region records (records.py).
+        self._band_records: list[np.ndarray] | None = [] if boundary is not None else None
         self.num_classes = self._settings_holder.num_classes
         # The dataset matrix is the holder's own, so compute() is exactly ConfusionMatrix.compute.
         self._matrix = self._settings_holder._matrix
@@ -143,6 +146,11 @@ class ImageStats:
     def n_threads(self) -> int | None:
         return self._settings_holder.n_threads
 
+    @property
+    def boundary(self) -> float | None:
+        """Boundary IoU's dilation ratio (None: no boundary counts)."""
+        return self._settings_holder.boundary
+
     def _settings(self) -> tuple:
         return self._settings_holder._settings()
 
@@ -163,6 +171,7 @@ class ImageStats:
             if index < 0:
                 raise ValueError(f"index must be >= 0, got {index}")
         holder = self._settings_holder
+        band_record = self._band_record(p, t) if self._band_records is not None else None
         t, ignore_index, lookup = holder._kernel_target(t)  # as ConfusionMatrix counts it
         lut, lut_lo, reduce_zero_label, _ = lookup if lookup is not None else (None, 0, False, None)
         bad_target, bad_pred, record, cells = _core.accumulate_image(
@@ -174,10 +183,51 @@ class ImageStats:
         if cells is not None:
             cells.flags.writeable = False
             self._cells[len(self._records)] = cells
+        if band_record is not None:
+            band, band_record = band_record
+            _core.add_counts(holder._boundary.matrix, band)
+            self._band_records.append(band_record)
         self.names.append(len(self._records) if name is None else name)
         self._records.append(record)
         self._indices.append(index)
         return self
+
+    def _band_record(self, p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One image's (K+1, K+1) band counts and its read-only (4, n) record of the classes with a band.
+
+        Counted before anything is added (a bad label raises here, nothing changed).
+        """
+        from ..core.boundary import count_boundary
+
+        holder = self._settings_holder
+        k = self.num_classes
+        if p.ndim != 2:
+            raise ValueError(f"boundary= needs one label map (H, W) per image, got shape {p.shape}")
+        kt, ignore_index, lookup = holder._kernel_target(t)
+        band = np.zeros((k + 1, k + 1), np.int64)
+        count_boundary(p, kt, np.zeros((k, k), np.int64), band, k, ignore_index, holder._threads, lookup,
+                       holder.boundary)
+        tp = np.diag(band)[:k]
+        fp = band[:, :k].sum(axis=0) - tp
+        fn = band[:k, :].sum(axis=1) - tp
+        present = np.flatnonzero(tp + fp + fn)
+        record = np.stack([present, tp[present], fp[present], fn[present]]).astype(np.int64)
+        record.flags.writeable = False
+        return band, record
+
+    def image_boundary_iou(self) -> np.ndarray:
+        """(N, K) Boundary IoU of each class in each image (``boundary=``); NaN where neither map has its band.
+
+        Per image and class exactly ``am.boundary_iou`` of that image alone.
+        """
+        if self._band_records is None:
+            raise ValueError("image_boundary_iou needs ImageStats(..., boundary=ratio)")
+        tp, fp, fn = rec.dense(self._band_records, self.num_classes)
+        return per_class_iou(tp, fp, fn, "mmseg")
+
+    def image_mboundary_iou(self) -> np.ndarray:
+        """(N,) each image's own mean Boundary IoU over the classes with a band in it (NaN: none)."""
+        return np.asarray(_nanmean(self.image_boundary_iou(), axis=1), dtype=np.float64).reshape(len(self))
 
     def update_batch(self, preds, targets, *, names=None, indices=None) -> ImageStats:
         """Add a batch of images: ``preds[i]``, ``targets[i]`` is image i. Returns self.
@@ -241,6 +291,9 @@ class ImageStats:
         return self._settings_holder.compute(convention, beta, **options)
 
     def reset(self) -> ImageStats:
+        if self._band_records is not None:
+            self._settings_holder._boundary.matrix[...] = 0
+            self._band_records.clear()
         self._matrix[...] = 0
         self._records.clear()
         self.names.clear()
@@ -252,7 +305,7 @@ class ImageStats:
     # -- combining ----------------------------------------------------------
     def _empty_like(self) -> ImageStats:
         return ImageStats(self.num_classes, ignore_index=self.ignore_index, reduce_zero_label=self.reduce_zero_label,
-                          label_map=self.label_map, n_threads=self.n_threads)
+                          label_map=self.label_map, n_threads=self.n_threads, boundary=self.boundary)
 
     def merge(self, other: ImageStats) -> ImageStats:
         """Append another accumulator's images after this one's (same settings); returns self."""
@@ -264,7 +317,12 @@ class ImageStats:
                 f"{self._settings()} vs {other._settings()} (num_classes, ignore_index, reduce_zero_label, label_map)")
         if other is self:
             other = self.copy()
+        if self._band_records is not None:  # both checked before either is added
+            self._settings_holder._boundary.check_addable(other._settings_holder._boundary)
         _core.add_counts(self._matrix, other._matrix)  # OverflowError leaves everything as it was
+        if self._band_records is not None:
+            self._settings_holder._boundary.add(other._settings_holder._boundary)
+            self._band_records.extend(other._band_records)
         start = len(self._records)
         self._records.extend(other._records)
         self.names.extend(other.names)
@@ -285,6 +343,9 @@ class ImageStats:
     def copy(self) -> ImageStats:
         new = self._empty_like()
         new._matrix[...] = self._matrix
+        if self._band_records is not None:
+            new._settings_holder._boundary.matrix[...] = self._settings_holder._boundary.matrix
+            new._band_records = list(self._band_records)
         new._records = list(self._records)  # records are read-only arrays: sharing them is safe
         new.names = list(self.names)
         new._indices = list(self._indices)
@@ -299,10 +360,23 @@ class ImageStats:
                 and self._indices == other._indices and np.array_equal(self._matrix, other._matrix)
                 and len(self._records) == len(other._records)
                 and all(np.array_equal(a, b) for a, b in zip(self._records, other._records))
+                and self._same_bands(other)
                 and self._cells.keys() == other._cells.keys()
                 and all(np.array_equal(c, other._cells[i]) for i, c in self._cells.items()))
 
     __hash__ = None  # mutable
+
+    def _no_boundary_yet(self, what: str) -> None:
+        if self._band_records is not None:
+            raise NotImplementedError(f"{what} of an ImageStats with boundary= is not available yet "
+                                      "(pickle keeps everything; merge and + work)")
+
+    def _same_bands(self, other: ImageStats) -> bool:
+        if self._band_records is None:
+            return other._band_records is None
+        return (other._band_records is not None
+                and np.array_equal(self._settings_holder._boundary.matrix, other._settings_holder._boundary.matrix)
+                and all(np.array_equal(a, b) for a, b in zip(self._band_records, other._band_records)))
 
     def __repr__(self) -> str:
         return (f"ImageStats(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
@@ -311,6 +385,7 @@ class ImageStats:
     # -- state --------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to rebuild this accumulator exactly (plain types and int64 arrays)."""
+        self._no_boundary_yet("state_dict, save and load")
         offsets, flat = rec.pack(self._records)
         cell_images = sorted(self._cells)
         cell_offsets, cells = rec.pack([self._cells[i] for i in cell_images], rows=2)
@@ -452,6 +527,7 @@ class ImageStats:
         """
         from .image_sync import sync_image_stats
 
+        self._no_boundary_yet("sync")
         sync_image_stats(self, group=group, dataset_size=dataset_size)
         return self
 

@@ -342,10 +342,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..io.dataset_files import evaluate_dataset_pairs
     from ..io.label_files import evaluate_pairs, find_label_maps, label_shift_warnings, pair_label_maps
     from ..metrics.compute import compute_metrics
-    from . import research
+    from . import boundary, research
 
-    label_format = _label_format(args)
     dataset = args.dataset is not None
+    if boundary.usage_problem(args, dataset):  # --boundary, --boundary-f1
+        raise UsageError(boundary.usage_problem(args, dataset))
+    label_format = boundary.with_options(_label_format(args), args)
     if args.convention is None:  # the dataset's official convention, else mmseg's
         args.convention = label_format.convention if dataset else "mmseg"
     given = _given_outputs(args, _EVALUATE_OUTPUTS + research.OUTPUTS)
@@ -686,7 +688,7 @@ def cmd_bench(argv: list[str]) -> int:
 # -- parser and entry point ---------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import compare, research
+    from . import boundary, compare, research
 
     from .._version import __version__
 
@@ -725,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rank a run that is not ADE20K-150 on the full validation set (2,000 images) on the "
                          "leaderboard, marked as not comparable (default: refused)")
     research.add_evaluate_options(ev)
+    boundary.add_evaluate_options(ev)
     ev.set_defaults(func=cmd_evaluate, parser=ev)
 
     cmp = sub.add_parser(

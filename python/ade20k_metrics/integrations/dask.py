@@ -14,6 +14,11 @@ maps, cross the network, and the sum is exact.  The result is an ordinary
 computed, and no matrix is returned.  Labels that look off by one class
 (metrics/shift.py) give a ``LabelShiftWarning`` when the result is computed.
 
+With ``boundary=`` / ``boundary_f1=`` (Boundary IoU, BF score: core/boundary.py)
+each task returns its partial ``ConfusionMatrix`` instead, and partials are
+merged the same way; arrays are then split only between images, never inside
+one (a band reaches across a block's edge).
+
 Importing this module imports dask; ``import ade20k_metrics`` never does.
 """
 from __future__ import annotations
@@ -58,28 +63,50 @@ def read_labels(path) -> np.ndarray:
 
 
 def _accumulator(settings: tuple, n_threads) -> ConfusionMatrix:
-    k, ignore_index, reduce_zero_label, label_map = settings
+    k, ignore_index, reduce_zero_label, label_map, *band = settings
+    boundary, boundary_f1 = band if band else (None, None)
     return ConfusionMatrix(k, ignore_index=ignore_index, reduce_zero_label=reduce_zero_label,
-                           label_map=label_map, n_threads=n_threads)
+                           label_map=label_map, n_threads=n_threads, boundary=boundary, boundary_f1=boundary_f1)
 
 
-def _partial_files(pairs: list, settings: tuple, n_threads) -> np.ndarray:
+def _has_boundary(settings: tuple) -> bool:
+    return len(settings) > 4
+
+
+def _partial(cm: ConfusionMatrix):
+    """What a task hands on: the matrix alone, or the whole accumulator when it has boundary state."""
+    return cm if cm._boundary is not None else np.array(cm.matrix)
+
+
+def _empty_partial(settings: tuple, n_threads):
+    if _has_boundary(settings):
+        return dask.delayed(_accumulator)(settings, n_threads)
+    k = settings[0]
+    return dask.delayed(np.zeros)((k, k), dtype=np.int64)
+
+
+def _partial_files(pairs: list, settings: tuple, n_threads):
     cm = _accumulator(settings, n_threads)
     for pred_path, target_path in pairs:
         try:
             cm.update(read_labels(pred_path), read_labels(target_path))
         except (ValueError, TypeError) as e:
             raise type(e)(f"{os.fspath(pred_path)!r} vs {os.fspath(target_path)!r}: {e}") from e
-    return np.array(cm.matrix)
+    return _partial(cm)
 
 
-def _partial_block(pred: np.ndarray, target: np.ndarray, settings: tuple, n_threads) -> np.ndarray:
+def _partial_block(pred: np.ndarray, target: np.ndarray, settings: tuple, n_threads):
     cm = _accumulator(settings, n_threads)
     cm.update(pred, target)
-    return np.array(cm.matrix)
+    return _partial(cm)
 
 
-def _sum(parts: list) -> np.ndarray:
+def _sum(parts: list):
+    if isinstance(parts[0], ConfusionMatrix):  # with boundary state: merged accumulators
+        total = parts[0].copy()
+        for p in parts[1:]:
+            total.merge(p)
+        return total
     total = np.array(parts[0], dtype=np.int64, copy=True)
     for p in parts[1:]:
         total += p
@@ -97,10 +124,10 @@ def tree_sum(parts: list, split_every: int = 8):
     return parts[0]
 
 
-def _settings(num_classes, ignore_index, reduce_zero_label, label_map) -> tuple:
+def _settings(num_classes, ignore_index, reduce_zero_label, label_map, boundary=None, boundary_f1=None) -> tuple:
     # Built here once, so bad settings fail on the client before any task runs.
     cm = ConfusionMatrix(num_classes, ignore_index=ignore_index, reduce_zero_label=reduce_zero_label,
-                         label_map=label_map)
+                         label_map=label_map, boundary=boundary, boundary_f1=boundary_f1)
     return cm._settings()
 
 
@@ -108,6 +135,8 @@ def _finish(total, settings: tuple, n_threads, compute: bool):
     if not compute:
         return total
     (matrix,) = dask.compute(total)
+    if isinstance(matrix, ConfusionMatrix):
+        return matrix
     cm = _accumulator(settings, n_threads)
     cm._matrix[...] = matrix
     # Said here, not only at cm.compute(): a folder-scale job's labels off by one class must not pass in silence.
@@ -118,22 +147,23 @@ def _finish(total, settings: tuple, n_threads, compute: bool):
 def evaluate_files(pairs: Sequence, num_classes: int, *, ignore_index: int | None = 255,
                    reduce_zero_label: bool = False, label_map: Mapping[int, int] | None = None,
                    partition_size: int = 16, split_every: int = 8, n_threads: int | None = None,
-                   compute: bool = True):
+                   compute: bool = True, boundary: float | None = None, boundary_f1: float | None = None):
     """Evaluate (prediction path, ground-truth path) pairs over Dask; returns a ConfusionMatrix.
 
-    ``compute=False`` returns the delayed (K, K) matrix instead, to combine
+    ``compute=False`` returns the delayed (K, K) matrix instead (with
+    ``boundary``/``boundary_f1``: the delayed ConfusionMatrix), to combine
     with other graphs.  ``n_threads`` is the kernel's per-task thread count
-    on the workers (None: the worker's default).
+    on the workers (None: the worker's default).  ``boundary``,
+    ``boundary_f1``: as ``ConfusionMatrix``'s.
     """
-    settings = _settings(num_classes, ignore_index, reduce_zero_label, label_map)
+    settings = _settings(num_classes, ignore_index, reduce_zero_label, label_map, boundary, boundary_f1)
     pairs = [tuple(p) for p in pairs]
     if any(len(p) != 2 for p in pairs):
         raise ValueError("pairs must be (prediction, ground truth) path pairs")
     if partition_size < 1:
         raise ValueError(f"partition_size must be >= 1, got {partition_size}")
-    k = settings[0]
     if not pairs:
-        parts = [dask.delayed(np.zeros)((k, k), dtype=np.int64)]
+        parts = [_empty_partial(settings, n_threads)]
     else:
         parts = [dask.delayed(_partial_files)(pairs[i:i + partition_size], settings, n_threads)
                  for i in range(0, len(pairs), partition_size)]
@@ -142,12 +172,16 @@ def evaluate_files(pairs: Sequence, num_classes: int, *, ignore_index: int | Non
 
 def evaluate_arrays(preds, targets, num_classes: int, *, ignore_index: int | None = 255,
                     reduce_zero_label: bool = False, label_map: Mapping[int, int] | None = None,
-                    split_every: int = 8, n_threads: int | None = None, compute: bool = True):
+                    split_every: int = 8, n_threads: int | None = None, compute: bool = True,
+                    boundary: float | None = None, boundary_f1: float | None = None):
     """Evaluate two equally shaped Dask (or NumPy) label arrays, block by block; returns a ConfusionMatrix.
 
-    ``targets`` is rechunked to ``preds``' chunks when they differ.
+    ``targets`` is rechunked to ``preds``' chunks when they differ.  With
+    ``boundary``/``boundary_f1`` the arrays are label maps (H, W) or batches
+    (..., H, W), and each block holds whole images (the last two axes are
+    rechunked to one block where they are split).
     """
-    settings = _settings(num_classes, ignore_index, reduce_zero_label, label_map)
+    settings = _settings(num_classes, ignore_index, reduce_zero_label, label_map, boundary, boundary_f1)
     preds = preds if isinstance(preds, da.Array) else da.asarray(preds)
     targets = targets if isinstance(targets, da.Array) else da.asarray(targets)
     if preds.shape != targets.shape:
@@ -155,12 +189,17 @@ def evaluate_arrays(preds, targets, num_classes: int, *, ignore_index: int | Non
     for name, a in (("preds", preds), ("targets", targets)):
         if a.dtype.kind not in "iub":
             raise TypeError(f"{name} has dtype {a.dtype}; labels must be integers")
+    if _has_boundary(settings):
+        if preds.ndim < 2:
+            raise ValueError(f"boundary metrics need label maps (H, W) or batches (..., H, W), got shape {preds.shape}")
+        whole = {preds.ndim - 2: -1, preds.ndim - 1: -1}
+        if any(len(preds.chunks[axis]) > 1 for axis in whole):
+            preds = preds.rechunk(whole)
     if targets.chunks != preds.chunks:
         targets = targets.rechunk(preds.chunks)
     p_blocks = preds.to_delayed().ravel()
     t_blocks = targets.to_delayed().ravel()
     parts = [dask.delayed(_partial_block)(p, t, settings, n_threads) for p, t in zip(p_blocks, t_blocks)]
     if not parts:
-        k = settings[0]
-        parts = [dask.delayed(np.zeros)((k, k), dtype=np.int64)]
+        parts = [_empty_partial(settings, n_threads)]
     return _finish(tree_sum(parts, split_every), settings, n_threads, compute)

@@ -60,11 +60,30 @@ def class_order(iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return valued[np.argsort(-iou[valued], kind="stable")], np.flatnonzero(np.isnan(iou))
 
 
+# Per-class markers drawn over the IoU bars: (metric, its mean, label, marker, colour).
+_BOUNDARY_MARKERS = (("boundary_iou", "mboundary_iou", "Boundary IoU", "D", "#d62728"),
+                     ("boundary_f1", "mboundary_f1", "BF score", "o", "#1a1a1a"))
+
+
+def boundary_markers(metrics) -> list:
+    """(label, (K,) values, marker, colour) of the boundary metrics ``metrics`` carries (none without them)."""
+    out = []
+    for name, mean_name, label, marker, colour in _BOUNDARY_MARKERS:
+        values = getattr(metrics, name, None)
+        if values is not None:
+            mean = getattr(metrics, mean_name)
+            shown = "nan" if mean is None or math.isnan(mean) else f"{100 * mean:.2f}%"
+            out.append((f"{label} (mean {shown})", np.asarray(values, dtype=np.float64), marker, colour))
+    return out
+
+
 def per_class_axes(axes: list, iou: np.ndarray, mean: float, classes: ClassInfo, *, gt_pixels=None,
-                   mean_label: str = "mIoU") -> list:
+                   mean_label: str = "mIoU", markers=()) -> list:
     """Horizontal IoU bars of every class over ``axes`` (columns), sorted; absent classes listed last.
 
-    Returns the legend's handles (the mean line, stuff/thing, the absent classes).
+    ``markers``: (label, (K,) values, marker, colour) drawn over each class's
+    bar (the boundary metrics).  Returns the legend's handles (the mean line,
+    the markers, stuff/thing, the absent classes).
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -77,6 +96,10 @@ def per_class_axes(axes: list, iou: np.ndarray, mean: float, classes: ClassInfo,
         y = np.arange(len(chunk))
         values = [0.0 if np.isnan(iou[c]) else 100 * iou[c] for c in chunk]
         ax.barh(y, values, color=[_colour(classes, c) for c in chunk], height=0.8)
+        for _, marked, marker, colour in markers:
+            at = [(100 * marked[c], yy) for yy, c in zip(y, chunk) if not np.isnan(marked[c])]
+            if at:
+                ax.plot(*zip(*at), linestyle="none", marker=marker, color=colour, markersize=3.2, zorder=3)
         for yy, c in zip(y, chunk):
             if np.isnan(iou[c]):
                 ax.text(1, yy, "absent (no GT, not predicted)", va="center", fontsize=NAME_POINTS - 1,
@@ -94,13 +117,15 @@ def per_class_axes(axes: list, iou: np.ndarray, mean: float, classes: ClassInfo,
                 label.set_color(ABSENT_COLOUR)
         ax.set_ylim(per_column - 0.5, -0.5)
         ax.set_xlim(0, 100)
-        ax.set_xlabel("IoU (%)", fontsize=8)
+        ax.set_xlabel("IoU, boundary metrics (%)" if markers else "IoU (%)", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
         if math.isfinite(mean):
             ax.axvline(100 * mean, color="black", linestyle="--", linewidth=1)
         ax.margins(y=0)
     handles = [Line2D([0], [0], color="black", linestyle="--", label=f"{mean_label} {100 * mean:.2f}%")]
+    handles += [Line2D([0], [0], linestyle="none", marker=marker, color=colour, markersize=4, label=label)
+                for label, _, marker, colour in markers]
     if classes.stuff is not None:
         handles += [Patch(color=STUFF_COLOUR, label="stuff"), Patch(color=THING_COLOUR, label="thing")]
     if len(absent):
@@ -171,13 +196,16 @@ def evaluation_figure(path, matrix: np.ndarray, metrics, classes: ClassInfo, *, 
                             top=1 - 1.1 / height, bottom=0.5 / height)
     axes = [fig.add_subplot(grid[0, j]) for j in range(cols)]
     gt_pixels = np.asarray(matrix).sum(axis=1)
+    markers = boundary_markers(metrics)
     handles = per_class_axes(axes, iou, float(metrics.miou), classes, gt_pixels=gt_pixels,
-                             mean_label=f"mIoU ({metrics.convention})")
+                             mean_label=f"mIoU ({metrics.convention})", markers=markers)
     # The legend above the bars, where it covers none of them.
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 1 - 0.35 / height))
-    fig.text(0.5, 1 - 0.9 / height, "per-class IoU, best to worst (read down each column, left to right)",
-             ha="center", fontsize=10)
+    caption = "per-class IoU, best to worst (read down each column, left to right)"
+    if markers:
+        caption = "per-class IoU (bars) and boundary metrics (markers), by IoU best to worst"
+    fig.text(0.5, 1 - 0.9 / height, caption, ha="center", fontsize=10)
     confused_axes(fig.add_subplot(grid[1, :]), matrix, classes, confusions)
     if title:
         fig.suptitle(title, fontsize=12, y=1 - 0.12 / height)

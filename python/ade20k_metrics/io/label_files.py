@@ -59,10 +59,13 @@ class LabelFormat:
     gt_zero_based: bool = False    # ground truth holds 0..K-1 (no "other" label to drop)
     pred_zero_based: bool = False  # predictions hold 0..K-1 instead of 1..K
     resize: str | None = None      # "nearest": resize predictions to the ground truth's size
+    boundary: float | None = None     # Boundary IoU's dilation ratio (ConfusionMatrix(boundary=)), None: off
+    boundary_f1: float | None = None  # the BF score's threshold ratio (ConfusionMatrix(boundary_f1=)), None: off
 
     def accumulator(self, n_threads: int | None = None) -> ConfusionMatrix:
         return ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index,
-                               reduce_zero_label=not self.gt_zero_based, n_threads=n_threads)
+                               reduce_zero_label=not self.gt_zero_based, n_threads=n_threads,
+                               boundary=self.boundary, boundary_f1=self.boundary_f1)
 
     def shift_hint(self, shift: int) -> str | None:
         """The likely fix, in command-line flags, for labels off by ``shift`` classes (metrics/shift.py)."""
@@ -91,6 +94,8 @@ class LabelFormat:
             "ground_truth_labels": f"0..{k - 1}" if self.gt_zero_based else f"1..{k} (0 = other, not evaluated)",
             "prediction_labels": f"0..{k - 1}" if self.pred_zero_based else f"1..{k}",
             "resize": self.resize,
+            **{name: value for name, value in (("boundary", self.boundary), ("boundary_f1", self.boundary_f1))
+               if value is not None},
         }
 
 

@@ -33,7 +33,8 @@ from .report import printable
 def image_stats_for(label_format: LabelFormat) -> ImageStats:
     # One image is counted in ~0.1 ms on one thread, far below decoding time.
     return ImageStats(label_format.num_classes, ignore_index=label_format.ignore_index,
-                      reduce_zero_label=not label_format.gt_zero_based, n_threads=1)
+                      reduce_zero_label=not label_format.gt_zero_based, n_threads=1,
+                      boundary=getattr(label_format, "boundary", None))
 
 
 def _ahead(items: Sequence, load: Callable, workers: int) -> Iterator:

@@ -30,8 +30,10 @@ import numpy as np
 from ..datasets import ade20k
 
 # Per-class fields that newer ``Metrics`` versions may carry; reported when present.
-_OPTIONAL_PER_CLASS = ("precision", "dice", "fscore")
-_OPTIONAL_SCALARS = ("mprecision", "mrecall", "mdice", "mfscore", "fwiou")
+_OPTIONAL_PER_CLASS = ("precision", "dice", "fscore", "boundary_iou", "boundary_f1")
+_OPTIONAL_SCALARS = ("mprecision", "mrecall", "mdice", "mfscore", "fwiou", "mboundary_iou", "mboundary_f1")
+# Boundary metrics (ConfusionMatrix(boundary=, boundary_f1=)): table columns when the rows carry them.
+_BOUNDARY_COLUMNS = (("boundary_iou", "BIoU"), ("boundary_f1", "BF"))
 
 
 class MissingDependencyError(ImportError):
@@ -107,7 +109,12 @@ def _percent(x: float | None, width: int = 6) -> str:
 
 _SUMMARY_LABELS = {"miou": "mIoU", "aacc": "aAcc", "macc": "mAcc", "score": "score", "miou_stuff": "mIoU stuff",
                    "miou_thing": "mIoU thing", "mprecision": "mPrecision", "mrecall": "mRecall",
-                   "mdice": "mDice", "mfscore": "mFscore", "fwiou": "fwIoU"}
+                   "mdice": "mDice", "mfscore": "mFscore", "fwiou": "fwIoU", "mboundary_iou": "mBoundaryIoU",
+                   "mboundary_f1": "mBF"}
+
+
+def _boundary_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    return [(field, label) for field, label in _BOUNDARY_COLUMNS if rows and field in rows[0]]
 
 
 def table_notes(rows: list[dict], scalars: dict[str, float], convention: str = "mmseg") -> list[str]:
@@ -136,17 +143,21 @@ def format_table(rows: list[dict], scalars: dict[str, float], *, convention: str
     width = max([len("class")] + [len(r["name"]) for r in rows])
     gt_w = max([len("gt pixels")] + [len(f"{r['gt_pixels']:,}") for r in rows])
     pred_w = max([len("pred pixels")] + [len(f"{r['pred_pixels']:,}") for r in rows])
-    out.write(f"{'id':>3}  {'class':<{width}}  {'IoU':>6}  {'Acc':>6}  {'gt pixels':>{gt_w}}  "
+    boundary = _boundary_columns(rows)
+    head = "".join(f"  {label:>6}" for _, label in boundary)
+    out.write(f"{'id':>3}  {'class':<{width}}  {'IoU':>6}  {'Acc':>6}{head}  {'gt pixels':>{gt_w}}  "
               f"{'pred pixels':>{pred_w}}  kind\n")
     for r in rows:
         if not all_classes and r["gt_pixels"] == 0 and r["pred_pixels"] == 0:
             continue
-        out.write(f"{r['id']:>3}  {r['name']:<{width}}  {_percent(r['iou'])}  {_percent(r['acc'])}  "
+        cells = "".join(f"  {_percent(r[field])}" for field, _ in boundary)
+        out.write(f"{r['id']:>3}  {r['name']:<{width}}  {_percent(r['iou'])}  {_percent(r['acc'])}{cells}  "
                   f"{r['gt_pixels']:>{gt_w},}  {r['pred_pixels']:>{pred_w},}  {r['kind'] or '-'}\n")
     out.write("\n")
     out.write(f"{images} image pair(s), {pixels} evaluated pixels, {convention} convention, percent\n")
+    label_width = max([11] + [len(_SUMMARY_LABELS.get(key, key)) for key in scalars])
     for key, value in scalars.items():
-        out.write(f"{_SUMMARY_LABELS.get(key, key):<11} {_percent(value)}\n")
+        out.write(f"{_SUMMARY_LABELS.get(key, key):<{label_width}} {_percent(value)}\n")
     for note in table_notes(rows, scalars, convention):
         out.write(f"note: {note}\n")
     return out.getvalue()
@@ -211,7 +222,14 @@ def report_dict(matrix: np.ndarray, metrics, classes: ClassInfo, env: dict) -> d
         "environment": env,
         # rows = ground truth, columns = prediction: enough to recompute under any convention
         "confusion_matrix": np.asarray(matrix).tolist(),
+        **_boundary_document(metrics),
     })
+
+
+def _boundary_document(metrics) -> dict:
+    """With boundary=: the (K+1, K+1) band counts (row/column K = not in the band), to recompute Boundary IoU."""
+    band = getattr(metrics, "boundary_matrix", None)
+    return {} if band is None else {"boundary_matrix": np.asarray(band).tolist()}
 
 
 # -- names and writing files --------------------------------------------------------------------
@@ -455,12 +473,16 @@ def markdown_text(rows: list[dict], scalars: dict[str, float], *, convention: st
     notes = table_notes(rows, scalars, convention)
     if notes:
         out.write("\n" + "".join(f"- {note}\n" for note in notes))
-    out.write("\n## Per class\n\n| id | class | IoU | Acc | gt pixels | pred pixels | kind |\n"
-              "| ---: | --- | ---: | ---: | ---: | ---: | --- |\n")
+    boundary = _boundary_columns(rows)
+    head = "".join(f" {label} |" for _, label in boundary)
+    align = " ---: |" * len(boundary)
+    out.write(f"\n## Per class\n\n| id | class | IoU | Acc |{head} gt pixels | pred pixels | kind |\n"
+              f"| ---: | --- | ---: | ---: |{align} ---: | ---: | --- |\n")
     for r in rows:
         name = r["name"].replace("|", "\\|")
+        cells = "".join(f" {_percent(r[field], 0).strip()} |" for field, _ in boundary)
         out.write(f"| {r['id']} | {name} | {_percent(r['iou'], 0).strip()} | {_percent(r['acc'], 0).strip()} "
-                  f"| {r['gt_pixels']} | {r['pred_pixels']} | {r['kind'] or '-'} |\n")
+                  f"|{cells} {r['gt_pixels']} | {r['pred_pixels']} | {r['kind'] or '-'} |\n")
     return out.getvalue()
 
 
