@@ -128,14 +128,14 @@ def test_every_report_carries_the_reference_numbers(folders, tmp_path, capsys):
     md = out_md.read_text()
     assert f"| mBoundaryIoU | {100 * mbiou:.2f} |" in md
     assert f"| mBF | {100 * mbf:.2f} |" in md
-    assert "| id | class | IoU | Acc | BIoU | BF | kind |" in md
+    assert "| id | class | IoU | Acc | BIoU | BF | gt pixels | pred pixels | kind |" in md
     c = int(np.flatnonzero(~np.isnan(biou) & ~np.isnan(bf))[0])
     row_md = next(line for line in md.splitlines() if line.startswith(f"| {c} | class {c} |"))
     assert row_md.split(" | ")[4:6] == [f"{100 * biou[c]:.2f}", f"{100 * bf[c]:.2f}"]
 
     # The printed table: the two columns and the two summary lines.
     header = next(line for line in out.splitlines() if line.lstrip().startswith("id"))
-    assert header.split() == ["id", "class", "IoU", "Acc", "BIoU", "BF", "kind"]
+    assert header.split() == ["id", "class", "IoU", "Acc", "BIoU", "BF", "gt", "pixels", "pred", "pixels", "kind"]
     assert f"mBoundaryIoU {100 * mbiou:6.2f}" in out
     assert f"mBF" in out and f"{100 * mbf:6.2f}" in out.split("mBF", 1)[1].splitlines()[0]
 
