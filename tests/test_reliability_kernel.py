@@ -582,3 +582,47 @@ def test_bool_labels_whose_bytes_are_not_0_or_1_count_as_true():
     out = np.zeros((2, 2), np.int64)
     _core.accumulate_argmax(b, scores, 0, 0, out, 2, None, n_threads=2, min_scores_per_thread=1)
     np.testing.assert_array_equal(out, [[0, 20_000], [0, 80_000]])
+
+
+# The boundary kernel's per-thread tables (csrc/ade20k_metrics/boundary.hpp):
+# before, every thread of the team allocated and zeroed 4 (K+2)(K+1) int64 bins,
+# 512 MiB a thread for K=4000, so 4 threads on a 64x64 map peaked near +2 GiB.
+BOUNDARY_PEAK_AT_LARGE_K = """
+import numpy as np
+import ade20k_metrics as am
+from ade20k_metrics import reference
+from ade20k_metrics.core.boundary import boundary_options
+from ade20k_metrics.core import boundary_reference as ref
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+
+K = 4000
+rng = np.random.default_rng(3)
+t = rng.integers(0, K, (64, 64)).astype(np.uint16)
+p = np.where(rng.random((64, 64)) < 0.8, t, rng.integers(0, K, (64, 64))).astype(np.uint16)
+expected_band = ref.boundary_matrix(p, t, K, dilation_ratio=0.02, ignore_index=None)
+expected = reference.confusion_matrix(p, t, K, ignore_index=None)
+am.ConfusionMatrix(3, n_threads=4, boundary=0.02).update(t % 3, p % 3)  # start the threads
+base = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets VmHWM, the peak, to the current resident size
+with boundary_options(min_pixels_per_thread=1):  # a team of 4 even on a small map
+    cm = am.ConfusionMatrix(K, n_threads=4, ignore_index=None, boundary=0.02).update(p, t)
+grown = status("VmHWM") - base
+print((cm.matrix == expected).all() and (cm.boundary_matrix == expected_band).all(), grown // 2**20)
+"""
+
+
+@pytest.mark.skipif(not _can_reset_peak_rss(), reason="needs /proc/self/clear_refs to reset the peak RSS")
+@measures_memory
+def test_boundary_at_large_k_on_a_team_peaks_at_the_pages_it_touches():
+    result = run_script(BOUNDARY_PEAK_AT_LARGE_K, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ok, grown_mib = result.stdout.split()
+    assert ok == "True"
+    # The result matrices are 2 x 122 MiB (int64 K x K and (K+1) x (K+1)); one
+    # thread's table touched at 4096 pixels is at most 16 MiB of pages.
+    assert int(grown_mib) < 400, f"+{grown_mib} MiB at the peak"

@@ -34,6 +34,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -85,17 +86,23 @@ struct BoundaryGeometry {
     }
 };
 
+struct FreeDeleter {
+    void operator()(void* p) const noexcept { std::free(p); }
+};
+
 // A dense int64 table that is all zeros between uses, with the list of its
-// non-zero bins, so a call costs O(bins touched) to read and to clear.
+// non-zero bins, so a call costs O(bins touched) to read and to clear.  The
+// table comes from calloc: a large one is fresh zero pages from the OS, so
+// memory grows with the pages touched, not with 4 (K+2)(K+1) bins.
 struct SparseCounts {
-    std::unique_ptr<int64_t[]> counts;
+    std::unique_ptr<int64_t[], FreeDeleter> counts;
     std::unique_ptr<uint64_t[]> touched;
     int64_t n_touched = 0;
     int64_t capacity = 0;
 
     bool ensure(int64_t bins) noexcept {
         if (capacity >= bins) return true;
-        counts.reset(new (std::nothrow) int64_t[static_cast<size_t>(bins)]());
+        counts.reset(static_cast<int64_t*>(std::calloc(static_cast<size_t>(bins), sizeof(int64_t))));
         touched.reset(new (std::nothrow) uint64_t[static_cast<size_t>(bins)]);
         if (!counts || !touched) {
             counts.reset();
@@ -139,6 +146,9 @@ inline int64_t boundary_table_bins(int64_t k) { return (k + 2) * (k + 1) * 4; }
 // Kept per OS thread between calls (all zeros whenever no call runs), up to
 // this many bins; larger tables are released after the call.
 constexpr int64_t kKeepBoundaryTablesUpTo = int64_t(1) << 19;
+
+// The most memory a team's per-thread tables may take together (see count_boundary_pairs).
+constexpr int64_t kBoundaryTeamBytes = int64_t(512) << 20;
 
 inline BoundaryTables& boundary_tables() {
     thread_local BoundaryTables tables;
@@ -648,6 +658,10 @@ BoundaryResult count_boundary_pairs(const void* target, const void* pred, const 
 #ifdef _OPENMP
     const int64_t by_size = std::max<int64_t>(1, images * h * w / std::max<int64_t>(1, opt.min_pixels_per_thread));
     threads = static_cast<int>(std::min<int64_t>({int64_t(std::max(1, opt.n_threads)), by_size, total_rows}));
+    // Each thread has its own table of `bins` (16 bytes a bin with its list):
+    // a team's tables stay within kBoundaryTeamBytes, down to one thread (for
+    // K=4000, 1 GiB a table: 8 threads used to reserve 8 GiB).
+    threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, kBoundaryTeamBytes / (16 * bins))));
 #endif
     const int64_t nw = words_for(w);
     const int64_t band_words = all_band ? 2 * nw : BandState::words_needed(w, d);

@@ -308,7 +308,12 @@ def _counts_array(state, name: str, shape: tuple) -> np.ndarray:
 
 
 def check_boundary_memory(num_classes: int) -> None:
-    """Refuse boundary= where one thread's count table cannot fit (32 bytes per bin, 4 (K+2)(K+1) bins)."""
+    """Refuse boundary= where one thread's count table cannot fit (32 bytes per bin, 4 (K+2)(K+1) bins).
+
+    One thread's is what a call can need: the kernel gives a team at most
+    512 MiB of tables (fewer threads for larger K, down to one), and a table's
+    pages become resident only where counts land.
+    """
     need = 4 * (num_classes + 2) * (num_classes + 1) * 16 + (num_classes + 1) ** 2 * 8
     if need < 1 << 26:
         return
