@@ -1,5 +1,5 @@
-// Argument checks and label coding shared by the bindings (module.cpp,
-// register_logits.cpp).  Binding-side only: includes pybind11, no arithmetic
+// Argument checks, label coding, the label-type dispatch and the per-thread
+// scratch lease shared by the bindings (src/*.cpp).  Binding-side only: includes pybind11, no arithmetic
 // on pixels.
 #pragma once
 
@@ -186,5 +186,60 @@ inline void add_whole_table(const int64_t* table, int64_t k, int64_t* out) {
     }
     am::add_class_counts(table, k, out);
 }
+
+// Calls fn(T{}, P{}) with T, P the unsigned storage types of labels of
+// target_bytes and pred_bytes (1, 2, 4, else 8) bytes: the one place the
+// bindings turn runtime label sizes into kernel instantiations.
+template <class T, class Fn>
+auto with_pred_type(int pred_bytes, Fn&& fn) {
+    switch (pred_bytes) {
+        case 1: return fn(T{}, uint8_t{});
+        case 2: return fn(T{}, uint16_t{});
+        case 4: return fn(T{}, uint32_t{});
+        default: return fn(T{}, uint64_t{});
+    }
+}
+
+template <class Fn>
+auto with_label_types(int target_bytes, int pred_bytes, Fn&& fn) {
+    switch (target_bytes) {
+        case 1: return with_pred_type<uint8_t>(pred_bytes, fn);
+        case 2: return with_pred_type<uint16_t>(pred_bytes, fn);
+        case 4: return with_pred_type<uint32_t>(pred_bytes, fn);
+        default: return with_pred_type<uint64_t>(pred_bytes, fn);
+    }
+}
+
+template <class S>
+S& thread_local_instance() {
+    thread_local S instance;
+    return instance;
+}
+
+// The calling OS thread's working memory `Shared()` for one call, unless a call
+// on this thread already holds it (a Python signal handler run between the
+// chunks of a long call may count too): then a private S for this call.
+template <class S, S& (*Shared)() = thread_local_instance<S>>
+class ThreadLease {
+public:
+    ThreadLease() : nested_(busy()), s_(nested_ ? own_ : Shared()) {
+        if (!nested_) busy() = true;
+    }
+    ~ThreadLease() {
+        if (!nested_) busy() = false;
+    }
+    ThreadLease(const ThreadLease&) = delete;
+    ThreadLease& operator=(const ThreadLease&) = delete;
+    S& get() { return s_; }
+
+private:
+    static bool& busy() {
+        thread_local bool in_use = false;
+        return in_use;
+    }
+    S own_;  // constructed before s_ may refer to it
+    bool nested_;
+    S& s_;
+};
 
 }  // namespace am_binding

@@ -25,26 +25,6 @@ using namespace am_binding;
 namespace {
 
 // Calls fn(T{}, P{}) with the unsigned storage types of target and pred.
-template <class T, class Fn>
-auto with_pred_type(int pred_bytes, Fn&& fn) {
-    switch (pred_bytes) {
-        case 1: return fn(T{}, uint8_t{});
-        case 2: return fn(T{}, uint16_t{});
-        case 4: return fn(T{}, uint32_t{});
-        default: return fn(T{}, uint64_t{});
-    }
-}
-
-template <class Fn>
-auto with_label_types(int target_bytes, int pred_bytes, Fn&& fn) {
-    switch (target_bytes) {
-        case 1: return with_pred_type<uint8_t>(pred_bytes, fn);
-        case 2: return with_pred_type<uint16_t>(pred_bytes, fn);
-        case 4: return with_pred_type<uint32_t>(pred_bytes, fn);
-        default: return with_pred_type<uint64_t>(pred_bytes, fn);
-    }
-}
-
 // Working tables of up to this many bins (8 MiB, K <= 1022) are kept per OS
 // thread between calls; larger ones are allocated for the call and freed after it.
 constexpr int64_t kKeepTableUpTo = am::kPrivateTablesUpTo;
@@ -60,44 +40,25 @@ struct SmallScratch {
     std::vector<uint64_t> pairs;       // count_pairs_sorted's (bin, count) list
 };
 
-// One scratch per OS thread, unless a call is already using it on this
-// thread: a Python signal handler run between the chunks of a long call may
-// count too, and must not share the outer call's table.
+// The thread's scratch (see ThreadLease), grown to a dense table when K allows.
 class ScratchLease {
 public:
     ScratchLease(int64_t num_classes, int64_t keep_up_to)
-        : nested_(busy()),
-          dense_(am::table_bins(num_classes) <= std::min(keep_up_to, kKeepTableUpTo)),
-          scratch_(nested_ ? own_ : shared()) {
-        if (!nested_) busy() = true;
+        : dense_(am::table_bins(num_classes) <= std::min(keep_up_to, kKeepTableUpTo)) {
         if (!dense_) return;
+        SmallScratch& scratch = lease_.get();
         const auto bins = static_cast<size_t>(am::table_bins(num_classes));
-        if (scratch_.table.size() < bins) scratch_.table.resize(bins, 0);
+        if (scratch.table.size() < bins) scratch.table.resize(bins, 0);
         const auto words = static_cast<size_t>(am::touched_words(static_cast<int64_t>(bins)));
-        if (scratch_.touched_map.size() < words) scratch_.touched_map.resize(words, 0);
+        if (scratch.touched_map.size() < words) scratch.touched_map.resize(words, 0);
     }
-    ~ScratchLease() {
-        if (!nested_) busy() = false;
-    }
-    ScratchLease(const ScratchLease&) = delete;
-    ScratchLease& operator=(const ScratchLease&) = delete;
-    SmallScratch& get() { return scratch_; }
+    SmallScratch& get() { return lease_.get(); }
     // Whether the scratch holds the working table (else the caller allocates it).
     bool dense() const { return dense_; }
 
 private:
-    static SmallScratch& shared() {
-        thread_local SmallScratch scratch;
-        return scratch;
-    }
-    static bool& busy() {
-        thread_local bool in_use = false;
-        return in_use;
-    }
-    SmallScratch own_;  // constructed before scratch_ may refer to it
-    bool nested_;
+    ThreadLease<SmallScratch> lease_;
     bool dense_;
-    SmallScratch& scratch_;
 };
 
 // Entries of the small inputs' lists kept per thread (a call forced onto the

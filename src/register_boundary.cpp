@@ -27,50 +27,19 @@ using namespace am_binding;
 
 namespace {
 
-template <class T, class Fn>
-auto with_pred(int pred_bytes, Fn&& fn) {
-    switch (pred_bytes) {
-        case 1: return fn(T{}, uint8_t{});
-        case 2: return fn(T{}, uint16_t{});
-        case 4: return fn(T{}, uint32_t{});
-        default: return fn(T{}, uint64_t{});
-    }
-}
-
-template <class Fn>
-auto with_types(int target_bytes, int pred_bytes, Fn&& fn) {
-    switch (target_bytes) {
-        case 1: return with_pred<uint8_t>(pred_bytes, fn);
-        case 2: return with_pred<uint16_t>(pred_bytes, fn);
-        case 4: return with_pred<uint32_t>(pred_bytes, fn);
-        default: return with_pred<uint64_t>(pred_bytes, fn);
-    }
-}
-
-// The calling thread's tables, unless a call on this thread already holds
-// them (then a private set for this call).
+// The calling thread's tables (the kernel's own per-thread set, see ThreadLease),
+// left all zeros after the call and released when larger than the kernel keeps.
 class TablesLease {
 public:
-    TablesLease() : nested_(busy()), tables_(nested_ ? own_ : am::boundary_tables()) {
-        if (!nested_) busy() = true;
-    }
     ~TablesLease() {
-        tables_.pairs.clear();
-        if (tables_.pairs.capacity > am::kKeepBoundaryTablesUpTo) tables_.pairs.release();
-        if (!nested_) busy() = false;
+        am::BoundaryTables& tables = lease_.get();
+        tables.pairs.clear();
+        if (tables.pairs.capacity > am::kKeepBoundaryTablesUpTo) tables.pairs.release();
     }
-    TablesLease(const TablesLease&) = delete;
-    TablesLease& operator=(const TablesLease&) = delete;
-    am::BoundaryTables& get() { return tables_; }
+    am::BoundaryTables& get() { return lease_.get(); }
 
 private:
-    static bool& busy() {
-        thread_local bool in_use = false;
-        return in_use;
-    }
-    am::BoundaryTables own_;
-    bool nested_;
-    am::BoundaryTables& tables_;
+    ThreadLease<am::BoundaryTables, am::boundary_tables> lease_;
 };
 
 int64_t* checked_square(py::array& a, int64_t n, const char* name) {
@@ -136,7 +105,7 @@ py::tuple accumulate_boundary(const py::array& target, const py::array& pred, py
     am::BoundaryResult res;
     {
         py::gil_scoped_release release;
-        res = with_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
+        res = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
             return am::count_boundary_pairs<decltype(t), decltype(p)>(target.data(), pred.data(), g, tc, pc, dilation,
                                                                       target_raw_equal, opt, tables);
         });
@@ -254,7 +223,7 @@ py::tuple bf_scores(const py::array& target, const py::array& pred, int64_t num_
     sums.images_scored = &images_scored;
     {
         py::gil_scoped_release release;
-        with_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
+        with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
             return am::bf_scores<decltype(t), decltype(p)>(target.data(), pred.data(), g, tc, pc, theta, n_threads, sums);
         });
     }

@@ -26,26 +26,6 @@ using namespace am_binding;
 
 namespace {
 
-template <class T, class Fn>
-auto with_pred(int pred_bytes, Fn&& fn) {
-    switch (pred_bytes) {
-        case 1: return fn(T{}, uint8_t{});
-        case 2: return fn(T{}, uint16_t{});
-        case 4: return fn(T{}, uint32_t{});
-        default: return fn(T{}, uint64_t{});
-    }
-}
-
-template <class Fn>
-auto with_labels(int target_bytes, int pred_bytes, Fn&& fn) {
-    switch (target_bytes) {
-        case 1: return with_pred<uint8_t>(pred_bytes, fn);
-        case 2: return with_pred<uint16_t>(pred_bytes, fn);
-        case 4: return with_pred<uint32_t>(pred_bytes, fn);
-        default: return with_pred<uint64_t>(pred_bytes, fn);
-    }
-}
-
 // Working memory of one call: the kernel's table (all zeros between calls),
 // its touched lists, and per-class sums (all zeros between calls too).
 struct ImageScratch {
@@ -72,39 +52,23 @@ struct ImageScratch {
     }
 };
 
-// One scratch per OS thread, or a private one for a call nested inside
-// another on the same thread (a signal handler run between chunks).
+// The thread's scratch (see ThreadLease) fitted to K; a table past the region
+// kernel's own keep limit is dropped after the call (it is all zeros again
+// there): K=4000 kept 92 MiB on every thread that ever counted.
 class ImageScratchLease {
 public:
-    explicit ImageScratchLease(int64_t k) : nested_(busy()), scratch_(nested_ ? own_ : shared()) {
-        if (!nested_) busy() = true;
-        scratch_.fit(k);
-    }
+    explicit ImageScratchLease(int64_t k) { lease_.get().fit(k); }
     ~ImageScratchLease() {
-        // A table past the region kernel's own keep limit is dropped (it is all
-        // zeros again here): K=4000 kept 92 MiB on every thread that ever counted.
-        if (scratch_.table.size() > static_cast<size_t>(am::kPrivateTablesUpTo)) {
-            std::vector<int64_t>().swap(scratch_.table);
-            std::vector<uint64_t>().swap(scratch_.touched_map);
+        ImageScratch& scratch = lease_.get();
+        if (scratch.table.size() > static_cast<size_t>(am::kPrivateTablesUpTo)) {
+            std::vector<int64_t>().swap(scratch.table);
+            std::vector<uint64_t>().swap(scratch.touched_map);
         }
-        if (!nested_) busy() = false;
     }
-    ImageScratchLease(const ImageScratchLease&) = delete;
-    ImageScratchLease& operator=(const ImageScratchLease&) = delete;
-    ImageScratch& get() { return scratch_; }
+    ImageScratch& get() { return lease_.get(); }
 
 private:
-    static ImageScratch& shared() {
-        thread_local ImageScratch scratch;
-        return scratch;
-    }
-    static bool& busy() {
-        thread_local bool in_use = false;
-        return in_use;
-    }
-    ImageScratch own_;
-    bool nested_;
-    ImageScratch& scratch_;
+    ThreadLease<ImageScratch> lease_;
 };
 
 // Per-class sums of one image, gathered bin by bin from the working table;
@@ -231,7 +195,7 @@ py::tuple accumulate_image(const py::array& target, const py::array& pred, py::a
         int64_t n_touched = 0;
         {
             py::gil_scoped_release release;
-            n_touched = with_labels(tt.bytes, pt.bytes, [&](auto t, auto p) {
+            n_touched = with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
                 return am::count_pairs_small<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, isa, table,
                                                                        s.touched.data());
             });
@@ -298,7 +262,7 @@ py::tuple accumulate_image(const py::array& target, const py::array& pred, py::a
         end = g.pixels - begin <= chunk ? g.pixels : begin + chunk;
         {
             py::gil_scoped_release release;
-            with_labels(tt.bytes, pt.bytes, [&](auto t, auto p) {
+            with_label_types(tt.bytes, pt.bytes, [&](auto t, auto p) {
                 return am::count_pairs<decltype(t), decltype(p)>(t_data, p_data, g, tc, pc, opt, table, touched_map,
                                                                  begin, end);
             });
