@@ -27,14 +27,13 @@ from __future__ import annotations
 import numbers
 import os
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core import _core
-from ..core.confusion import ConfusionMatrix, _label_map_on_member, _NpzFields, read_label_map_on
+from ..core.confusion import ConfusionMatrix, _label_map_on_member, npz_state, read_settings
 from ..core.inputs import as_int, as_labels, check_pair
 from ..core.kernel import _KERNEL_OPTIONS, _raise_invalid
 from ..core.threads import kernel_threads
@@ -471,48 +470,27 @@ class ImageStats:
     @classmethod
     def load(cls, path, *, n_threads: int | None = None) -> ImageStats:
         """Read a file written by ``save``; a corrupt or foreign file is a ValueError."""
-        where = os.fspath(path)
-        try:
-            # Every member's header is checked before its data is read, as ConfusionMatrix.load does.
-            with open(where, "rb") as f, zipfile.ZipFile(f) as archive:
-                fields = _NpzFields(archive)
-                try:
-                    form = fields.scalar("format", "U")
-                except (KeyError, ValueError):  # no string "format": some other .npz
-                    form = None
-                if form != FORMAT:
-                    raise ValueError("not an ade20k_metrics ImageStats file")
+        # Every member's header is checked before its data is read, as ConfusionMatrix.load does.
+        with npz_state(path, FORMAT, "ImageStats") as fields:
 
-                def ints(name, rank):
-                    return fields.array(name, "iu", lambda shape: len(shape) == rank, f"{rank}-d")
+            def ints(name, rank):
+                return fields.array(name, "iu", lambda shape: len(shape) == rank, f"{rank}-d")
 
-                ignore = fields.array("ignore_index", "iu", lambda shape: shape in ((0,), (1,)), "(0,) or (1,)")
-                pairs = fields.array("label_map", "iu", lambda shape: len(shape) == 2 and shape[1] == 2
-                                     and shape[0] <= 2**24, "(n, 2) with n <= 2**24")
-                if len(np.unique(pairs[:, 0])) != len(pairs):
-                    raise ValueError("label_map has a key twice")
-                names = fields.array("names", "U", lambda shape: len(shape) == 1, "1-d")
-                name_is_int = fields.array("name_is_int", "b", lambda shape: len(shape) == 1, "1-d")
-                state = {
-                    "format": FORMAT,
-                    "version": fields.scalar("version", "iu"),
-                    "num_classes": fields.scalar("num_classes", "iu"),
-                    "ignore_index": int(ignore[0]) if ignore.size else None,
-                    "reduce_zero_label": fields.scalar("reduce_zero_label", "b"),
-                    "label_map": dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist())) or None,
-                    "matrix": ints("matrix", 2),
-                    "names": _decode_names(names, name_is_int),
-                    "indices": [None if i < 0 else i for i in ints("indices", 1).tolist()],
-                    "offsets": ints("offsets", 1),
-                    "records": ints("records", 2),
-                    "cell_images": ints("cell_images", 1),
-                    "cell_offsets": ints("cell_offsets", 1),
-                    "cells": ints("cells", 2),
-                    "label_map_on": read_label_map_on(fields),
-                }
-                return cls.from_state_dict(state, n_threads=n_threads)
-        except Exception as e:  # a corrupt zip can raise almost anything
-            raise ValueError(f"cannot read an ImageStats from {where!r}: {type(e).__name__}: {e}") from e
+            names = fields.array("names", "U", lambda shape: len(shape) == 1, "1-d")
+            name_is_int = fields.array("name_is_int", "b", lambda shape: len(shape) == 1, "1-d")
+            state = {
+                "format": FORMAT,
+                **read_settings(fields),
+                "matrix": ints("matrix", 2),
+                "names": _decode_names(names, name_is_int),
+                "indices": [None if i < 0 else i for i in ints("indices", 1).tolist()],
+                "offsets": ints("offsets", 1),
+                "records": ints("records", 2),
+                "cell_images": ints("cell_images", 1),
+                "cell_offsets": ints("cell_offsets", 1),
+                "cells": ints("cells", 2),
+            }
+            return cls.from_state_dict(state, n_threads=n_threads)
 
     def sync(self, group=None, *, dataset_size: int | None = None) -> ImageStats:
         """Gather every rank's images onto every rank and sum the matrices exactly; returns self.

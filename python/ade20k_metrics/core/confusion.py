@@ -1,6 +1,7 @@
 """The confusion matrix: one-shot ``confusion_matrix`` and the ``ConfusionMatrix`` accumulator."""
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 import tempfile
@@ -255,6 +256,48 @@ def _check_counts(matrix: np.ndarray) -> None:
         raise ValueError("state matrix has negative counts")
     if matrix.size and matrix.dtype.kind == "u" and int(matrix.max()) > _INT64_MAX:
         raise ValueError("state matrix has counts too large for int64")
+
+
+@contextlib.contextmanager
+def npz_state(path, form: str, kind: str):
+    """The checked members of a file ``save`` wrote (an ``_NpzFields``), if its "format" is ``form``.
+
+    Opened here, so the file is closed whatever zipfile makes of it; anything
+    raised while it is read (a corrupt zip can raise almost anything:
+    NotImplementedError, RuntimeError, ...) becomes a ValueError naming the
+    file and ``kind``.
+    """
+    where = os.fspath(path)
+    try:
+        with open(where, "rb") as f, zipfile.ZipFile(f) as archive:
+            fields = _NpzFields(archive)
+            try:
+                got = fields.scalar("format", "U")
+            except (KeyError, ValueError):  # no string "format": some other .npz
+                got = None
+            if got != form:
+                raise ValueError(f"not an ade20k_metrics {kind} file")
+            yield fields
+    except Exception as e:
+        raise ValueError(f"cannot read {'an' if kind[0] in 'AEIOU' else 'a'} {kind} from {where!r}: "
+                         f"{type(e).__name__}: {e}") from e
+
+
+def read_settings(fields) -> dict:
+    """The accumulator settings every state file holds, each member's header checked before its data."""
+    ignore = fields.array("ignore_index", "iu", lambda shape: shape in ((0,), (1,)), "(0,) or (1,)")
+    pairs = fields.array("label_map", "iu", lambda shape: len(shape) == 2 and shape[1] == 2
+                         and shape[0] <= 2**24, "(n, 2) with n <= 2**24")
+    if len(np.unique(pairs[:, 0])) != len(pairs):
+        raise ValueError("label_map has a key twice")
+    return {
+        "version": fields.scalar("version", "iu"),
+        "num_classes": fields.scalar("num_classes", "iu"),
+        "ignore_index": int(ignore[0]) if ignore.size else None,
+        "reduce_zero_label": fields.scalar("reduce_zero_label", "b"),
+        "label_map": dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist())) or None,
+        "label_map_on": read_label_map_on(fields),
+    }
 
 
 class _NpzFields:
@@ -669,40 +712,14 @@ class ConfusionMatrix:
         is read, so a small file that declares a huge array costs nothing;
         the matrix is read in chunks straight into the new accumulator.
         """
-        where = os.fspath(path)
-        try:
-            # Opened here, so the file is closed whatever zipfile makes of it.
-            with open(where, "rb") as f, zipfile.ZipFile(f) as archive:
-                fields = _NpzFields(archive)
-                try:
-                    form = fields.scalar("format", "U")
-                except (KeyError, ValueError):  # no string "format": some other .npz
-                    form = None
-                if form != _FORMAT:
-                    raise ValueError("not an ade20k_metrics ConfusionMatrix file")
-                ignore = fields.array("ignore_index", "iu", lambda shape: shape in ((0,), (1,)), "(0,) or (1,)")
-                pairs = fields.array("label_map", "iu", lambda shape: len(shape) == 2 and shape[1] == 2
-                                     and shape[0] <= 2**24, "(n, 2) with n <= 2**24")
-                if len(np.unique(pairs[:, 0])) != len(pairs):
-                    raise ValueError("label_map has a key twice")
-                version = fields.scalar("version", "iu")
-                state = {
-                    "version": version,
-                    "num_classes": fields.scalar("num_classes", "iu"),
-                    "ignore_index": int(ignore[0]) if ignore.size else None,
-                    "reduce_zero_label": fields.scalar("reduce_zero_label", "b"),
-                    "label_map": dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist())) or None,
-                    "matrix": None,
-                    "label_map_on": read_label_map_on(fields),
-                    **_read_boundary_members(fields, version),
-                }
-                cm = cls._from_settings(state, n_threads)
-                if cm._boundary is not None:
-                    cm._boundary.load(_read_boundary_counts(fields, cm.num_classes, cm._boundary.settings()))
-                fields.read_counts_into("matrix", cm._matrix)
-                return cm
-        except Exception as e:  # a corrupt zip can raise almost anything (NotImplementedError, RuntimeError, ...)
-            raise ValueError(f"cannot read a ConfusionMatrix from {where!r}: {type(e).__name__}: {e}") from e
+        with npz_state(path, _FORMAT, "ConfusionMatrix") as fields:
+            state = read_settings(fields)
+            state.update(matrix=None, **_read_boundary_members(fields, state["version"]))
+            cm = cls._from_settings(state, n_threads)
+            if cm._boundary is not None:
+                cm._boundary.load(_read_boundary_counts(fields, cm.num_classes, cm._boundary.settings()))
+            fields.read_counts_into("matrix", cm._matrix)
+            return cm
 
     # -- ecosystem: lists of maps, logits, torch.distributed -----------------
     def update_many(self, preds, targets) -> ConfusionMatrix:
