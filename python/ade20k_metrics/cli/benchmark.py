@@ -91,7 +91,114 @@ def uniform(n: int, h: int = 512, w: int = 683, seed: int = 0) -> tuple[np.ndarr
     return (rng.integers(0, K, (n, h, w), dtype=np.uint8), rng.integers(0, K, (n, h, w), dtype=np.uint8))
 
 
-DATASETS = {"ade20k-like": ade20k_like, "real-annotations": from_annotations, "uniform": uniform}
+def _box_blur(a: np.ndarray, r: int, axis: int) -> np.ndarray:
+    # Mean over a window of 2r+1 along `axis` (edges clamped), by a cumulative sum.
+    if r <= 0:
+        return a
+    n = a.shape[axis]
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (r + 1, r)
+    c = np.cumsum(np.pad(a, pad, mode="edge"), axis=axis, dtype=np.float32)
+    hi = np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
+    lo = np.take(c, np.arange(0, n), axis=axis)
+    return (hi - lo) / np.float32(2 * r + 1)
+
+
+def _smooth_field(rng, shape: tuple[int, ...], scale: float) -> np.ndarray:
+    # Gaussian noise on a coarse grid (one node every `scale` pixels), bilinearly upsampled.
+    h, w = shape[-2:]
+    gh, gw = max(2, int(np.ceil(h / scale)) + 1), max(2, int(np.ceil(w / scale)) + 1)
+    g = rng.standard_normal(shape[:-2] + (gh, gw)).astype(np.float32)
+    y = np.linspace(0, gh - 1, h, dtype=np.float32)
+    x = np.linspace(0, gw - 1, w, dtype=np.float32)
+    y0, x0 = np.minimum(y.astype(int), gh - 2), np.minimum(x.astype(int), gw - 2)
+    fy, fx = (y - y0)[:, None], (x - x0)[None, :]
+    a, b = g[..., y0, :][..., x0], g[..., y0, :][..., x0 + 1]
+    c, d = g[..., y0 + 1, :][..., x0], g[..., y0 + 1, :][..., x0 + 1]
+    return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
+
+
+def network_prediction(target: np.ndarray, seed: int = 0, blur: int = 3, noise: float = 0.6,
+                       noise_scale: float = 32.0, extra_classes: int = 3) -> np.ndarray:
+    """A network-like prediction (uint8, 0..K-1) for a target map (0..K-1, 255 ignored).
+
+    Each present class's indicator is blurred (two box passes ~ a Gaussian of
+    sigma ~ blur), a smooth noise field is added per class (plus a few absent
+    classes that only get noise, so confusions appear), and the argmax is the
+    prediction: boundaries wander and small regions are lost, as a network's do.
+    """
+    rng = np.random.default_rng(seed)
+    present = np.unique(target[target != IGNORE])
+    absent = np.setdiff1d(np.arange(K), present)
+    extra = rng.choice(absent, size=min(extra_classes, absent.size), replace=False) if absent.size else absent
+    classes = np.concatenate([present, extra]).astype(np.int64)
+    if classes.size == 0:
+        return np.zeros(target.shape, np.uint8)
+    score = (target[None] == classes[:, None, None]).astype(np.float32)
+    for _ in range(2):
+        score = _box_blur(_box_blur(score, blur, 1), blur, 2)
+    score += noise * _smooth_field(rng, score.shape, noise_scale)
+    return classes[np.argmax(score, axis=0)].astype(np.uint8)
+
+
+def synthetic_target(h: int, w: int, density: float, seed: int = 0, n_classes: int = 24) -> np.ndarray:
+    """A target map of smooth regions (argmax of smooth class fields) with about
+    `density` label changes per row; ~5% of the regions ignored (255)."""
+    rng = np.random.default_rng(seed)
+    freq = ade20k.classes().pixel_ratio
+    labels = rng.choice(K, size=n_classes, replace=False, p=freq / freq.sum())
+    # region size ~ w / density; the argmax of n fields changes ~1.3x as often as one field's scale
+    field = _smooth_field(rng, (n_classes, h, w), max(2.0, 1.6 * w / max(density, 0.5)))
+    t = labels[np.argmax(field, axis=0)].astype(np.uint8)
+    t[np.isin(t, labels[: max(1, n_classes // 20)])] = IGNORE
+    return t
+
+
+def changes_per_row(maps: np.ndarray) -> float:
+    """Mean label changes along a row of (n, h, w) maps."""
+    return float((maps[..., 1:] != maps[..., :-1]).sum(axis=-1).mean())
+
+
+def pixel_accuracy(targets: np.ndarray, preds: np.ndarray) -> float:
+    keep = targets != IGNORE
+    return float((targets[keep] == preds[keep]).mean())
+
+
+def network_real(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The three real ADE20K annotations (cropped to a common size) against network-like predictions."""
+    maps = list(ade20k.sample_annotations().values())
+    h, w = min(m.shape[0] for m in maps), min(m.shape[1] for m in maps)
+    targets, preds = [], []
+    for i in range(n):
+        gt = maps[i % len(maps)][:h, :w]
+        t = gt.astype(np.int16) - 1
+        t[gt == 0] = IGNORE
+        t = t.astype(np.uint8)
+        targets.append(t)
+        preds.append(network_prediction(t, seed=i))
+    return np.stack(targets), np.stack(preds)
+
+
+def network_synthetic(n: int, h: int = 512, w: int = 683, density: float = 16.0,
+                      accuracy: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic targets with ~`density` changes a row against network-like predictions."""
+    targets = np.stack([synthetic_target(h, w, density, seed=i) for i in range(n)])
+    # noise as smooth as a third of a region (at most 32 px), blur up to 3 px; its
+    # amplitude set by bisection on the first map for ~`accuracy` pixel accuracy
+    region = 1.6 * w / max(density, 0.5)
+    kw = dict(noise_scale=min(32.0, max(4.0, region / 3)), blur=max(1, min(3, int(region / 12))))
+    lo, hi = 0.05, 3.0
+    for _ in range(7):
+        mid = (lo + hi) / 2
+        acc = pixel_accuracy(targets[:1], network_prediction(targets[0], seed=1000, noise=mid, **kw)[None])
+        lo, hi = (mid, hi) if acc > accuracy else (lo, mid)
+    kw["noise"] = (lo + hi) / 2
+    preds = np.stack([network_prediction(t, seed=1000 + i, **kw) for i, t in enumerate(targets)])
+    return targets, preds
+
+
+DATASETS = {"ade20k-like": ade20k_like, "real-annotations": from_annotations, "uniform": uniform,
+            "network-real": network_real, "network-synthetic": network_synthetic}
 
 
 # -- methods ------------------------------------------------------------------------------------------
