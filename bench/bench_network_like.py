@@ -146,12 +146,10 @@ def main(argv=None) -> int:
     print(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} CPUs; simd {_core.simd()}; stat {a.stat}")
     sets, by_density = data_sets()
     for name, pairs in list(sets.items()) + [(f"synthetic w=683 d={d}", p) for d, p in by_density.items()]:
-        t = np.stack([x.ravel() for x, _ in pairs[:1]])
         acc = statistics.mean(nl.accuracy(x, y) for x, y in pairs)
         print(f"  {name:28s} accuracy {100 * acc:5.1f}%  changes/row gt "
               f"{statistics.mean(nl.changes_per_row(x) for x, _ in pairs):5.1f} pair "
               f"{statistics.mean(nl.pair_changes_per_row(x, y) for x, y in pairs):5.1f}")
-        del t
 
     if "per-image" not in a.skip:
         rows = []
