@@ -1,0 +1,64 @@
+// Instruction counts of the confusion kernel on given label maps, for callgrind (issue 19).
+// Counts `maps` maps of h x w uint8 labels (150 classes, 255 ignored) `reps` times, one call per
+// map (count_pairs + the checked add + clearing, as ConfusionMatrix.update does), on 1 thread.
+// Run once with reps=0 and once with reps=R: the difference over R * pixels is instructions a pixel.
+//
+//   g++ -O3 -g -std=c++17 -fopenmp -Icsrc -o /tmp/native_profile bench/native_profile.cpp
+//   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out /tmp/native_profile T.bin P.bin maps h w reps
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <vector>
+
+#include "ade20k_metrics/confusion.hpp"
+
+int main(int argc, char** argv) {
+    if (argc < 7) {
+        std::fprintf(stderr, "usage: %s T.bin P.bin maps h w reps [isa]\n", argv[0]);
+        return 2;
+    }
+    const int64_t maps = std::atoll(argv[3]), h = std::atoll(argv[4]), w = std::atoll(argv[5]);
+    const int reps = std::atoi(argv[6]);
+    const int isa = argc > 7 ? std::atoi(argv[7]) : -1;
+    const int64_t per = h * w, n = maps * per, k = 150, bins = am::table_bins(k);
+    std::vector<uint8_t> t(n), p(n);
+    if (!std::ifstream(argv[1], std::ios::binary).read(reinterpret_cast<char*>(t.data()), n) ||
+        !std::ifstream(argv[2], std::ios::binary).read(reinterpret_cast<char*>(p.data()), n)) {
+        std::fprintf(stderr, "short read\n");
+        return 2;
+    }
+    am::Geometry one;
+    int64_t shape[2] = {h, w}, stride[2] = {w, 1};
+    am::simplify_geometry(2, shape, stride, stride, one);
+    am::TargetCoding tc;
+    tc.num_classes = k;
+    tc.limit = k;
+    tc.has_ignore = true;
+    tc.ignore_bits = 255;
+    am::PredCoding pc;
+    pc.num_classes = k;
+    pc.limit = k;
+    std::vector<int64_t> table(static_cast<size_t>(bins)), out(k * k);
+    std::vector<uint64_t> touched(static_cast<size_t>(am::touched_words(bins)));
+    am::KernelOptions opt;
+    opt.isa = isa;
+    opt.n_threads = 1;
+    const auto start = std::chrono::steady_clock::now();
+    for (int r = 0; r < reps; ++r)
+        for (int64_t m = 0; m < maps; ++m) {
+            am::count_pairs<uint8_t, uint8_t>(t.data() + m * per, p.data() + m * per, one, tc, pc, opt, table.data(),
+                                              touched.data());
+            if (!am::add_class_counts_checked(table.data(), touched.data(), k, out.data())) std::abort();
+            am::clear_touched(table.data(), touched.data(), k);
+        }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    int64_t total = 0, weighted = 0;
+    for (int64_t i = 0; i < k * k; ++i) {
+        total += out[i];
+        weighted += out[i] * (i % 9973 + 1);
+    }
+    // pixels counted, a checksum of the matrix, and Mpix/s of the counting loop (reps > 0)
+    std::printf("%lld %lld %.0f\n", static_cast<long long>(total), static_cast<long long>(weighted),
+                reps > 0 ? static_cast<double>(reps) * n / seconds / 1e6 : 0.0);
+}
