@@ -80,3 +80,22 @@ def assert_update_all_or_nothing(cm, pred, target, expected) -> None:
     else:
         cm.update(pred, target)
         np.testing.assert_array_equal(cm.matrix, before + expected)
+
+
+def write_label_pngs(folder, maps, suffix: str = ".png"):
+    """Write each map of ``maps`` (name -> array) as an 8-bit greyscale image ``name + suffix``; returns folder."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in maps.items():
+        Image.fromarray(np.asarray(arr, dtype=np.uint8)).save(folder / f"{name}{suffix}")
+    return folder
+
+
+def sample_with_predictions():
+    """(ground truth 0..150, official 1..150 predictions) of the three real ADE20K annotations shipped."""
+    from ade20k_metrics import ade20k
+
+    gts = ade20k.sample_annotations()
+    preds = {name: ade20k.simulate_prediction(gt, seed=i) for i, (name, gt) in enumerate(gts.items())}
+    return gts, preds

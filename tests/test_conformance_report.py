@@ -12,23 +12,18 @@ import re
 import numpy as np
 import pytest
 
-from ade20k_metrics import ade20k, reference
+from ade20k_metrics import reference
 from ade20k_metrics.cli import main
+from labelgen import sample_with_predictions
+from labelgen import write_label_pngs as _write
 
-Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("PIL.Image")  # the maps are written as PNG (and JPEG) files
 
-
-def _write(folder, maps):
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, arr in maps.items():
-        Image.fromarray(np.asarray(arr, dtype=np.uint8)).save(folder / f"{name}.png")
-    return folder
 
 
 @pytest.fixture(scope="module")
 def sample():
-    gts = ade20k.sample_annotations()
-    preds = {name: ade20k.simulate_prediction(gt, seed=i) for i, (name, gt) in enumerate(gts.items())}
+    gts, preds = sample_with_predictions()
     matrix = sum(reference.confusion_matrix(preds[n].astype(np.int64) - 1, gts[n], 150, reduce_zero_label=True)
                  for n in gts)
     return gts, preds, matrix

@@ -15,22 +15,17 @@ import pytest
 from ade20k_metrics import ade20k
 from ade20k_metrics.cli import main
 from ade20k_metrics.metrics.shift import LabelShiftWarning
+from labelgen import sample_with_predictions
+from labelgen import write_label_pngs as _write
 
-Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("PIL.Image")  # the maps are written as PNG (and JPEG) files
 
-
-def _write(folder, maps):
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, arr in maps.items():
-        Image.fromarray(np.asarray(arr, dtype=np.uint8)).save(folder / f"{name}.png")
-    return folder
 
 
 @pytest.fixture(scope="module")
 def sample():
     """(ground truth 0..150, official 1..150 predictions) of the three real annotations."""
-    gts = ade20k.sample_annotations()
-    preds = {name: ade20k.simulate_prediction(gt, seed=i) for i, (name, gt) in enumerate(gts.items())}
+    gts, preds = sample_with_predictions()
     return gts, preds
 
 
