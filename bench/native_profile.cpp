@@ -1,6 +1,6 @@
 // Instruction counts of the confusion kernel on given label maps, for callgrind (issue 19).
 // Counts `maps` maps of h x w uint8 labels (150 classes, 255 ignored) `reps` times, one call per
-// map (count_pairs + the checked add + clearing, as ConfusionMatrix.update does), on 1 thread.
+// map (count_pairs + settle_touched + clearing, as ConfusionMatrix.update does), on 1 thread.
 // Run once with reps=0 and once with reps=R: the difference over R * pixels is instructions a pixel.
 //
 //   g++ -O3 -g -std=c++17 -fopenmp -Icsrc -o /tmp/native_profile bench/native_profile.cpp
@@ -49,7 +49,8 @@ int main(int argc, char** argv) {
         for (int64_t m = 0; m < maps; ++m) {
             am::count_pairs<uint8_t, uint8_t>(t.data() + m * per, p.data() + m * per, one, tc, pc, opt, table.data(),
                                               touched.data());
-            if (!am::add_class_counts_checked(table.data(), touched.data(), k, out.data())) std::abort();
+            int64_t bad_t = 0, bad_p = 0;
+            if (!am::settle_touched(table.data(), touched.data(), k, out.data(), bad_t, bad_p)) std::abort();
             am::clear_touched(table.data(), touched.data(), k);
         }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

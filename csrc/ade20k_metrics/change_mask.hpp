@@ -76,6 +76,10 @@ inline uint32_t nonzero_bytes(uint64_t y) {
 
 struct PortableMask {
     static constexpr bool kVectorBins = false;
+    // The index of the lowest set bit of m; for m == 0 any value below 65.
+    static inline uint32_t lowest_bit_or_junk(uint64_t m) {
+        return static_cast<uint32_t>(__builtin_ctzll(m | (uint64_t(1) << 63)));
+    }
     template <class T>
     static inline uint64_t change_mask64(const T* x) {
         uint64_t m = 0;
@@ -180,6 +184,8 @@ AM_AVX2 inline void simple_bins64(const uint64_t* t, const uint64_t* p, const Si
 
 struct Avx2Mask {
     static constexpr bool kVectorBins = true;
+    // BMI's tzcnt is defined for 0 (64), which saves setting a guard bit.
+    AM_AVX2 static inline uint32_t lowest_bit_or_junk(uint64_t m) { return static_cast<uint32_t>(_tzcnt_u64(m)); }
     AM_AVX2 static inline void simple_bins64(const uint8_t* t, const uint8_t* p, const SimpleCoding& c,
                                              uint32_t* bins) {
         avx2_detail::simple_bins64(t, p, c, bins);
@@ -307,6 +313,7 @@ inline uint8x16_t diff16(const uint8_t* x) { return veorq_u8(vld1q_u8(x), vld1q_
 
 struct NeonMask {
     static constexpr bool kVectorBins = true;
+    static inline uint32_t lowest_bit_or_junk(uint64_t m) { return PortableMask::lowest_bit_or_junk(m); }
 
     template <class T>
     static inline uint64_t change_mask64(const T* x) {

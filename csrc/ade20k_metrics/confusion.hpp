@@ -133,18 +133,36 @@ struct Tables {
 // single pixels from noisy blocks go to a table of 8-bit counters, small
 // enough to stay in the L1 cache for ADE20K's 150 classes (22 KiB), whose
 // wrap-around to zero (one increment in 256) carries 256 into the int64
-// table.  flush folds the rest into the int64 table.
+// table.  Each add sets a byte for its 64-bin block in `marks` (a plain
+// store: the touched map's read-modify-write of one word would cost four
+// more instructions a run).  flush folds the 8-bit counters into the int64
+// table and the marks into the touched map, leaving both all zeros.
 struct ThreadTables {
     int64_t* runs;
     uint8_t* singles;
     uint64_t* touched;  // blocks of `runs` that may be non-zero
+    uint8_t* marks;     // one byte a block, marks_bytes(bins) of them
     int64_t bins;
     bool used_singles = false;
 
+    static int64_t marks_bytes(int64_t bins) { return ((((bins + 63) >> kBlockShift) + 7) / 8) * 8; }
+
+    AM_INLINE void mark(uint32_t bin) { marks[bin >> kBlockShift] = 1; }
     AM_INLINE void add_run(uint32_t bin, int64_t len) {
         runs[bin] += len;
-        mark_touched(touched, bin);
+        mark(bin);
     }
+    // add_run through copies of the pointers, for a loop of runs: the mark's
+    // byte store may alias the members, which would be reloaded after each.
+    struct RunAdder {
+        int64_t* runs;
+        uint8_t* marks;
+        AM_INLINE void add_run(uint32_t bin, int64_t len) const {
+            runs[bin] += len;
+            marks[bin >> kBlockShift] = 1;
+        }
+    };
+    RunAdder run_adder() const { return {runs, marks}; }
     AM_INLINE void add_one(uint32_t, uint32_t bin) {
         if (__builtin_expect(++singles[bin] == 0, 0)) carry(bin);
     }
@@ -153,41 +171,78 @@ struct ThreadTables {
     AM_INLINE void add_eight(const uint32_t* bin) {
         uint8_t* const s = singles;
         int64_t* const r = runs;
+        uint8_t* const mk = marks;
         for (int u = 0; u < 8; ++u) {
             if (__builtin_expect(++s[bin[u]] == 0, 0)) {
                 r[bin[u]] += 256;
-                mark_touched(touched, bin[u]);
+                mk[bin[u] >> kBlockShift] = 1;
             }
         }
     }
     void carry(uint32_t bin) {
         runs[bin] += 256;
-        mark_touched(touched, bin);
+        mark(bin);
     }
     AM_INLINE void note_singles() { used_singles = true; }
 
-    // Fold the 8-bit counters into the int64 table and zero them, eight at a
-    // time, skipping (and leaving unmarked) the many zero ones of coherent maps.
     void flush() {
+        fold_singles();
+        // Marks to the touched map, eight blocks a word read.
+        const int64_t bytes = marks_bytes(bins);
+        for (int64_t b = 0; b < bytes; b += 8) {
+            uint64_t word;
+            std::memcpy(&word, marks + b, sizeof(word));
+            if (word == 0) continue;
+            for (int64_t u = b; u < b + 8; ++u) {
+                if (marks[u] != 0) touched[u >> 6] |= uint64_t(1) << (u & 63);
+            }
+            std::memset(marks + b, 0, 8);
+        }
+    }
+
+   private:
+    // Fold the 8-bit counters into the int64 table and zero them, eight at a
+    // time, skipping (and leaving unmarked) the many zero ones of coherent
+    // maps, which are tested 64 at a time (one 64-bin block).
+    void fold_singles() {
         if (!used_singles) return;
         int64_t b = 0;
-        for (; b + 8 <= bins; b += 8) {
-            uint64_t word;
-            std::memcpy(&word, singles + b, sizeof(word));
-            if (word == 0) continue;
-            for (int u = 0; u < 8; ++u) runs[b + u] += singles[b + u];
-            std::memset(singles + b, 0, 8);
-            mark_touched(touched, static_cast<uint32_t>(b));  // b % 8 == 0: the eight share a 64-bin block
+        for (; b + 64 <= bins; b += 64) {
+            uint64_t any = 0;
+            for (int w = 0; w < 64; w += 8) {
+                uint64_t word;
+                std::memcpy(&word, singles + b + w, sizeof(word));
+                any |= word;
+            }
+            if (any == 0) continue;
+            for (int64_t e = b; e < b + 64; e += 8) fold_eight(e);
         }
+        for (; b + 8 <= bins; b += 8) fold_eight(b);
         for (; b < bins; ++b) {
             if (singles[b] == 0) continue;
             runs[b] += singles[b];
             singles[b] = 0;
-            mark_touched(touched, static_cast<uint32_t>(b));
+            mark(static_cast<uint32_t>(b));
         }
         used_singles = false;
     }
+    void fold_eight(int64_t b) {
+        uint64_t word;
+        std::memcpy(&word, singles + b, sizeof(word));
+        if (word == 0) return;
+        for (int u = 0; u < 8; ++u) runs[b + u] += singles[b + u];
+        std::memset(singles + b, 0, 8);
+        mark(static_cast<uint32_t>(b));  // b % 8 == 0: the eight share a 64-bin block
+    }
 };
+
+// What a loop of runs adds through: the sink itself, or a copy of the
+// pointers it adds through (ThreadTables::RunAdder).
+template <class Sink>
+AM_INLINE Sink& run_adder(Sink& tab) {
+    return tab;
+}
+AM_INLINE ThreadTables::RunAdder run_adder(ThreadTables& tab) { return tab.run_adder(); }
 
 // One int64 table that is all zeros on entry, recording which bins it
 // touches so that small inputs cost O(pixels), not O(K^2), to read and clear.
@@ -411,76 +466,88 @@ AM_INLINE void scatter(const T* t, const P* p, int64_t n, const Coders& code, Si
 // Blocks whose change positions are collected before their runs are added.
 constexpr int kBlocksPerPass = 64;
 
-// Runs along a contiguous row.  Each pass finds where the pair changes in up
-// to kBlocksPerPass blocks and writes the positions out without a branch per
-// change (four per block unconditionally, the rest rarely), then adds the runs
-// in a loop of known length: real maps give blocks with 0, 1, 2 or 3 changes
-// in no predictable order, and a loop over each block's changes would
-// mispredict its exit about once a block.
-template <class Mask, class T, class P, class Sink, class Coders>
-AM_INLINE void count_contiguous(const T* t, const P* p, int64_t n, const Coders& code, Sink& tab) {
-    if (n <= 0) return;
-    int64_t run_start = 0;
-    T run_t = t[0];
-    P run_p = p[0];
-    uint32_t pos[kBlocksPerPass * kScatterAbove + 4];  // offsets from `base`
-    int count = 0;
-    int64_t base = 0;
-    auto add_runs = [&] {
-        for (int j = 0; j < count; ++j) {
-            const int64_t at = base + pos[j];
-            tab.add_run(code.bin(run_t, run_p), at - run_start);
-            run_start = at;
-            run_t = t[at];
-            run_p = p[at];
-        }
-        count = 0;
-    };
-    int64_t i = 1;
-    while (i + 64 <= n) {
-        base = i;
-        const int64_t stop = std::min(n - 63, i + 64 * int64_t(kBlocksPerPass));
-        for (; i < stop; i += 64) {
-            uint64_t m = Mask::pair_change_mask64(t + i, p + i);
-            const int changes = __builtin_popcountll(m);
-            if (changes > kScatterAbove) {
-                add_runs();
-                tab.add_run(code.bin(run_t, run_p), i - run_start);
-                scatter<Mask>(t + i, p + i, 64, code, tab);
-                run_start = i + 64;  // a run continuing past the block starts here
-                run_t = t[i + 63];
-                run_p = p[i + 63];
-                continue;
-            }
-            uint32_t* out = pos + count;
-            const auto off = static_cast<uint32_t>(i - base);
-            // ctz of m | 2^63 is defined for m == 0; entries past `changes` are overwritten later.
-            constexpr uint64_t kTop = uint64_t(1) << 63;
-            out[0] = off + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
-            m &= m - 1;
-            out[1] = off + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
-            m &= m - 1;
-            out[2] = off + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
-            m &= m - 1;
-            out[3] = off + static_cast<uint32_t>(__builtin_ctzll(m | kTop));
+// Where the pair changes in blocks [i, stop) of a row (block starts 64 apart),
+// as offsets from `base` in `out`, written without a branch per change (four
+// per block unconditionally, the rest rarely).  Stops early, with i at the
+// block, before a block of more than kScatterAbove changes.  Returns how many
+// it wrote.  Kept apart from the runs so that its few live values stay in
+// registers.
+template <class Mask, class T, class P>
+AM_INLINE int collect_changes(const T* t, const P* p, int64_t& i, int64_t stop, int64_t base, uint32_t* out) {
+    uint32_t* const first = out;
+    int64_t at = i;
+    for (; at < stop; at += 64) {
+        uint64_t m = Mask::pair_change_mask64(t + at, p + at);
+        const int changes = __builtin_popcountll(m);
+        if (__builtin_expect(changes > kScatterAbove, 0)) break;
+        const auto off = static_cast<uint32_t>(at - base);
+        // Entries past `changes` are junk, overwritten by the next block's.
+        out[0] = off + Mask::lowest_bit_or_junk(m);
+        m &= m - 1;
+        out[1] = off + Mask::lowest_bit_or_junk(m);
+        m &= m - 1;
+        out[2] = off + Mask::lowest_bit_or_junk(m);
+        m &= m - 1;
+        out[3] = off + Mask::lowest_bit_or_junk(m);
+        if (__builtin_expect(changes > 4, 0)) {
             m &= m - 1;
             for (int u = 4; u < changes; ++u) {
                 out[u] = off + static_cast<uint32_t>(__builtin_ctzll(m));
                 m &= m - 1;
             }
-            count += changes;
         }
-        add_runs();
+        out += changes;
+    }
+    i = at;
+    return static_cast<int>(out - first);
+}
+
+// Runs along a contiguous row.  Each pass collects where the pair changes in
+// up to kBlocksPerPass blocks (collect_changes), then adds the runs in a loop
+// of known length: real maps give blocks with 0, 1, 2 or 3 changes in no
+// predictable order, and a loop over each block's changes would mispredict
+// its exit about once a block.  A block of many changes is scattered.
+template <class Mask, class T, class P, class Sink, class Coders>
+AM_INLINE void count_contiguous(const T* t, const P* p, int64_t n, const Coders& code, Sink& tab) {
+    if (n <= 0) return;
+    int64_t run_start = 0;
+    uint32_t run_bin = code.bin(t[0], p[0]);
+    uint32_t pos[kBlocksPerPass * kScatterAbove + 4];  // offsets from the pass's first block
+    int64_t i = 1;
+    while (i + 64 <= n) {
+        const int64_t base = i;
+        const int64_t stop = std::min(n - 63, i + 64 * int64_t(kBlocksPerPass));
+        while (i < stop) {
+            const int count = collect_changes<Mask>(t, p, i, stop, base, pos);
+            // The runs, with positions counted from `base`.
+            const T* const tb = t + base;
+            const P* const pb = p + base;
+            int64_t start = run_start - base;
+            auto&& runs = run_adder(tab);
+            for (int j = 0; j < count; ++j) {
+                const int64_t at = pos[j];
+                runs.add_run(run_bin, at - start);
+                start = at;
+                run_bin = code.bin(tb[at], pb[at]);
+            }
+            run_start = start + base;
+            if (i < stop) {  // a block of many changes
+                tab.add_run(run_bin, i - run_start);
+                scatter<Mask>(t + i, p + i, 64, code, tab);
+                run_start = i + 64;  // a run continuing past the block starts here
+                run_bin = code.bin(t[i + 63], p[i + 63]);
+                i += 64;
+            }
+        }
     }
     for (; i < n; ++i) {
-        if (t[i] != run_t || p[i] != run_p) {
-            tab.add_run(code.bin(run_t, run_p), i - run_start);
+        if (t[i] != t[i - 1] || p[i] != p[i - 1]) {
+            tab.add_run(run_bin, i - run_start);
             run_start = i;
-            run_t = t[i];
-            run_p = p[i];
+            run_bin = code.bin(t[i], p[i]);
         }
     }
-    tab.add_run(code.bin(run_t, run_p), n - run_start);
+    tab.add_run(run_bin, n - run_start);
 }
 
 template <class T, class P, class Sink, class Coders>
@@ -592,6 +659,7 @@ struct ThreadCounters {
     std::unique_ptr<int64_t[]> runs;
     std::unique_ptr<uint8_t[]> singles;
     std::unique_ptr<uint64_t[]> touched;
+    std::unique_ptr<uint8_t[]> marks;
     int64_t capacity = 0;  // bins
 
     bool ensure(int64_t bins) noexcept {
@@ -599,10 +667,12 @@ struct ThreadCounters {
         runs.reset(new (std::nothrow) int64_t[static_cast<size_t>(bins)]());
         singles.reset(new (std::nothrow) uint8_t[static_cast<size_t>(bins)]());
         touched.reset(new (std::nothrow) uint64_t[static_cast<size_t>(touched_words(bins))]());
-        if (!runs || !singles || !touched) {
+        marks.reset(new (std::nothrow) uint8_t[static_cast<size_t>(ThreadTables::marks_bytes(bins))]());
+        if (!runs || !singles || !touched || !marks) {
             runs.reset();
             singles.reset();
             touched.reset();
+            marks.reset();
             capacity = 0;
             return false;
         }
@@ -694,8 +764,12 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
 #pragma omp atomic read
 #endif
         any_failed = failed;
+        // Alone and with every pair counted once, the thread counts straight
+        // into `table`: nothing to merge.
+        const bool direct = team == 1 && mult == 1;
         if (!any_failed) {
-            ThreadTables tab{mine.runs.get(), mine.singles.get(), mine.touched.get(), bins};
+            ThreadTables tab{direct ? table : mine.runs.get(), mine.singles.get(),
+                             direct ? table_touched : mine.touched.get(), mine.marks.get(), bins};
             int64_t first = 0, last = 0;
             share_of(tid, team, first, last);
             for (int64_t a = first; a < last; a += flush_limit) {
@@ -703,6 +777,7 @@ KernelResult count_pairs(const void* target, const void* pred, const Geometry& g
                 tab.flush();
             }
         }
+        if (direct) return;
 #ifdef _OPENMP
         if (team > 1) {  // on one thread, a barrier would bind to a caller's own team
 #pragma omp barrier
@@ -907,6 +982,53 @@ inline bool add_class_counts_checked(const int64_t* table, const uint64_t* touch
         for (int64_t j = 0; j < len; ++j) dst[j] -= src[j];
     });
     return false;
+}
+
+// invalid_counts_touched and add_class_counts_checked in one walk over the
+// touched blocks: counts the invalid pixels and, when there are none, adds the
+// class counts to `out` (K x K) unless some entry would overflow int64.
+// Returns false on overflow; `out` is unchanged unless it returns true with
+// no invalid pixels (a rare invalid label or overflow undoes the adds).
+inline bool settle_touched(const int64_t* table, const uint64_t* touched, int64_t k, int64_t* out,
+                           int64_t& invalid_target, int64_t& invalid_pred) {
+    const int64_t cols = table_cols(k), bins = table_bins(k);
+    invalid_target = 0;
+    invalid_pred = 0;
+    // fn(table offset, out offset, length) for each run of class bins; invalid counts on the way.
+    auto walk = [&](bool count_invalid, auto&& fn) {
+        for_each_touched_block(touched, bins, 0, touched_words(bins), [&](int64_t b0, int64_t b1) {
+            int64_t row = b0 / cols, col = b0 % cols;
+            for (int64_t b = b0; b < b1; ++row, col = 0) {
+                const int64_t len = std::min(b1 - b, cols - col);
+                if (row < k) {
+                    const int64_t cls = std::min(len, k - col);  // columns < K of this segment
+                    if (cls > 0) fn(b, row * k + col, cls);
+                    if (count_invalid && col + len > k) invalid_pred += table[b + (k - col)];
+                } else if (row == k + 1 && count_invalid) {
+                    for (int64_t j = 0; j < len; ++j) invalid_target += table[b + j];
+                }
+                b += len;
+            }
+        });
+    };
+    uint64_t overflowed = 0;  // wrapping arithmetic on uint64 (defined), overflow read from the signs
+    walk(true, [&](int64_t b, int64_t o, int64_t len) {
+        auto* dst = reinterpret_cast<uint64_t*>(out + o);
+        const auto* src = reinterpret_cast<const uint64_t*>(table + b);
+        for (int64_t j = 0; j < len; ++j) {
+            const uint64_t x = dst[j], y = src[j], sum = x + y;
+            overflowed |= (x ^ sum) & (y ^ sum);  // sign bit: both operands' signs differ from the sum's
+            dst[j] = sum;
+        }
+    });
+    const bool fits = (overflowed >> 63) == 0;
+    if (fits && invalid_target == 0 && invalid_pred == 0) return true;
+    walk(false, [&](int64_t b, int64_t o, int64_t len) {
+        auto* dst = reinterpret_cast<uint64_t*>(out + o);
+        const auto* src = reinterpret_cast<const uint64_t*>(table + b);
+        for (int64_t j = 0; j < len; ++j) dst[j] -= src[j];
+    });
+    return fits;
 }
 
 // Pixels counted in `table` with an invalid target (row K+1) or, among
