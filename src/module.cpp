@@ -204,10 +204,10 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
         if (no_memory) raise_no_memory(bins * 9, "a thread's counters");
         if (end < g.pixels && PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
-    // Bins outside the touched blocks are zero: only those are read.
-    am::invalid_counts_touched(table, touched_map, num_classes, invalid_target, invalid_pred);
-    // With the GIL held again, so concurrent updates of one matrix do not interleave.
-    if (invalid_target == 0 && invalid_pred == 0 && !am::add_class_counts_checked(table, touched_map, num_classes, out_data)) {
+    // Bins outside the touched blocks are zero: only those are read.  With the
+    // GIL held again, so concurrent updates of one matrix do not interleave.
+    if (!am::settle_touched(table, touched_map, num_classes, out_data, invalid_target, invalid_pred) &&
+        invalid_target == 0 && invalid_pred == 0) {
         raise_overflow();
     }
     return py::make_tuple(invalid_target, invalid_pred, threads_used);

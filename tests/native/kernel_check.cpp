@@ -83,6 +83,34 @@ void expect(bool ok, const std::string& what) {
     if (!ok && failures++ < 10) std::printf("MISMATCH: %s\n", what.c_str());
 }
 
+// settle_touched: the invalid counts, and the class counts added to `out`
+// only when there are none and nothing overflows (else `out` is unchanged).
+void check_settle(const std::vector<int64_t>& table, const std::vector<uint64_t>& touched,
+                  const std::vector<int64_t>& expected, int64_t k, int64_t want_t, int64_t want_p,
+                  const std::string& what) {
+    const int64_t cols = k + 1;
+    std::vector<int64_t> want(static_cast<size_t>(k * k), 7), out(want);
+    if (want_t == 0 && want_p == 0) {
+        for (int64_t r = 0; r < k; ++r)
+            for (int64_t c = 0; c < k; ++c) want[size_t(r * k + c)] += expected[size_t(r * cols + c)];
+    }
+    int64_t bad_t = -1, bad_p = -1;
+    const bool fits = am::settle_touched(table.data(), touched.data(), k, out.data(), bad_t, bad_p);
+    expect(fits && out == want && bad_t == want_t && bad_p == want_p, what + " settle_touched");
+    // An entry that would overflow: nothing is added, and it says so (invalid labels are reported first).
+    int64_t busiest = 0;
+    for (int64_t r = 0; r < k; ++r)
+        for (int64_t c = 0; c < k; ++c)
+            if (expected[size_t(r * cols + c)] > expected[size_t(busiest / k * cols + busiest % k)]) busiest = r * k + c;
+    if (expected[size_t(busiest / k * cols + busiest % k)] == 0) return;
+    std::vector<int64_t> full(static_cast<size_t>(k * k), 1);
+    full[size_t(busiest)] = INT64_MAX;
+    const std::vector<int64_t> before = full;
+    const bool fits_full = am::settle_touched(table.data(), touched.data(), k, full.data(), bad_t, bad_p);
+    expect(full == before && fits_full == false && bad_t == want_t && bad_p == want_p,
+           what + " settle_touched overflow");
+}
+
 template <class T, class P>
 void check_counts(const char* name, int64_t k, int64_t n, bool has_ignore, int64_t ignore) {
     using UT = std::make_unsigned_t<T>;
@@ -123,6 +151,7 @@ void check_counts(const char* name, int64_t k, int64_t n, bool has_ignore, int64
                                              " private_up_to=" + std::to_string(private_up_to);
                     expect(table == expected, what);
                     expect(bad_t == want_t && bad_p == want_p, what + " invalid_counts_touched");
+                    check_settle(table, touched, expected, k, want_t, want_p, what);
                     am::clear_touched(table.data(), touched.data(), k);  // the touched map covers every count
                     expect(std::all_of(table.begin(), table.end(), [](int64_t c) { return c == 0; }),
                            what + " touched map");
