@@ -5,6 +5,9 @@
 //
 //   g++ -O3 -g -std=c++17 -fopenmp -Icsrc -o /tmp/native_profile bench/native_profile.cpp
 //   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out /tmp/native_profile T.bin P.bin maps h w reps
+// Optional: [isa] (-1 best, 0 portable, 1 AVX2, 2 AVX-512BW) and [evict_mib]: write that many MiB
+// between calls, untimed, so that every call starts with cold caches; [wide] 1: count the labels widened
+// to uint64 (PyTorch's int64).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +24,12 @@ int main(int argc, char** argv) {
     const int64_t maps = std::atoll(argv[3]), h = std::atoll(argv[4]), w = std::atoll(argv[5]);
     const int reps = std::atoi(argv[6]);
     const int isa = argc > 7 ? std::atoi(argv[7]) : -1;
+    // evict_mib > 0: write that many MiB between calls (the caches go cold, as after a network's forward pass).
+    const int64_t evict_mib = argc > 8 ? std::atoll(argv[8]) : 0;
+    std::vector<uint8_t> junk(static_cast<size_t>(evict_mib) << 20, 1);
+    // wide = 1: the labels widened to uint64 (PyTorch's int64) before counting.
+    const bool wide = argc > 9 && std::atoi(argv[9]) == 1;
+    double evict_seconds = 0;
     const int64_t per = h * w, n = maps * per, k = 150, bins = am::table_bins(k);
     std::vector<uint8_t> t(n), p(n);
     if (!std::ifstream(argv[1], std::ios::binary).read(reinterpret_cast<char*>(t.data()), n) ||
@@ -45,15 +54,30 @@ int main(int argc, char** argv) {
     opt.isa = isa;
     opt.n_threads = 1;
     const auto start = std::chrono::steady_clock::now();
+    const std::vector<uint64_t> t64(wide ? t.begin() : t.end(), t.end()), p64(wide ? p.begin() : p.end(), p.end());
+    am::Geometry one64;
+    int64_t stride64[2] = {w * 8, 8};
+    am::simplify_geometry(2, shape, stride64, stride64, one64);
     for (int r = 0; r < reps; ++r)
         for (int64_t m = 0; m < maps; ++m) {
-            am::count_pairs<uint8_t, uint8_t>(t.data() + m * per, p.data() + m * per, one, tc, pc, opt, table.data(),
-                                              touched.data());
+            if (wide) {
+                am::count_pairs<uint64_t, uint64_t>(t64.data() + m * per, p64.data() + m * per, one64, tc, pc, opt,
+                                                    table.data(), touched.data());
+            } else {
+                am::count_pairs<uint8_t, uint8_t>(t.data() + m * per, p.data() + m * per, one, tc, pc, opt,
+                                                  table.data(), touched.data());
+            }
             int64_t bad_t = 0, bad_p = 0;
             if (!am::settle_touched(table.data(), touched.data(), k, out.data(), bad_t, bad_p)) std::abort();
             am::clear_touched(table.data(), touched.data(), k);
+            if (evict_mib > 0) {
+                const auto e0 = std::chrono::steady_clock::now();
+                for (size_t j = 0; j < junk.size(); j += 64) junk[j] += 1;
+                evict_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
+            }
         }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() - evict_seconds;
     int64_t total = 0, weighted = 0;
     for (int64_t i = 0; i < k * k; ++i) {
         total += out[i];

@@ -195,6 +195,17 @@ void check_masks(const char* name) {
         }
         expect(Mask::pair_change_mask64(t + 1, p + 1) == want, std::string(name) + " pair_change_mask64");
         expect(Mask::change_mask64(t + 1) == want_t, std::string(name) + " change_mask64");
+        // The same pairs as 64-bit labels (their own pair mask), with a high word that sometimes
+        // differs alone: a change the low byte does not show.
+        uint64_t t64[65], p64[65];
+        const uint64_t high = uint64_t(1) << uniform_int(8, 63);
+        uint64_t want64 = 0;
+        for (int j = 0; j < 65; ++j) {
+            t64[j] = t[j] | (uniform_int(0, 9) == 0 ? high : 0);
+            p64[j] = p[j] | (uniform_int(0, 9) == 0 ? high : 0);
+        }
+        for (int j = 0; j < 64; ++j) want64 |= static_cast<uint64_t>(t64[j + 1] != t64[j] || p64[j + 1] != p64[j]) << j;
+        expect(Mask::pair_change_mask64(t64 + 1, p64 + 1) == want64, std::string(name) + " pair_change_mask64 u64");
     }
 }
 
