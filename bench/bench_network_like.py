@@ -1,15 +1,25 @@
 """The confusion-matrix kernel on network-like predictions (issue 19), side by side in one run.
 
-    PYTHONPATH=python python bench/bench_network_like.py [--repeats 7] [--threads N] [--mib 300]
+    PYTHONPATH=python python bench/bench_network_like.py [--repeats 11] [--threads N] [--mib 300]
 
-Tables (methods interleaved round by round, --repeats rounds; rates are medians, ratios the median of
-the per-round ratios; Mpix/s = (target, prediction) pixel pairs per second, K = 150):
-  1. per image, 1 thread: ConfusionMatrix.update against numpy bincount and torchmetrics
-     MulticlassConfusionMatrix (torch pinned to 1 thread), uint8 and int64 inputs;
+Methods are interleaved round by round (--repeats rounds), so a load that drifts during the run stays
+out of the ratios; rates are medians, ratios the median of the per-round ratios; Mpix/s = (target,
+prediction) pixel pairs per second, K = 150.  Every timed call starts in a stated cache state:
+  warm  the method has just run on the same data (WARM_UPS untimed calls): its inputs and tables are in
+        the caches;
+  cold  64 MiB were written just before (untimed): nothing of the inputs is in the caches, as in an
+        evaluation loop where the network runs between updates.
+(Timing each method right after the others instead, as this script did first, gives each method the
+caches its predecessor left: torchmetrics' int64 copies cost our kernel half its rate, numpy's less.)
+Tables:
+  1. per image, 1 thread, warm and cold: ConfusionMatrix.update against numpy bincount and torchmetrics
+     MulticlassConfusionMatrix (torch pinned to 1 thread), uint8 and int64 inputs; the cold table adds a
+     streaming read of the same arrays in the same state (the memory-bound floor);
   2. a batch beyond the caches (--mib of labels, both arrays) on 1 thread and all threads, against
      a streaming read of the same arrays with the same thread count (_core.stream_read: an OR of every
      64-bit word, AVX2 where present - the least work that reads every byte the kernel must read);
-  3. per image, 1 thread, by change density (synthetic ground truths, 683 wide, 2 to 40 changes a row).
+  3. per image, 1 thread, warm, by change density (synthetic ground truths, 683 wide, 2 to 40 changes a
+     row), against the in-cache streaming read.
 Data come from bench/network_like.py and are cached in /tmp/network_like_cache (deterministic seeds).
 """
 from __future__ import annotations
@@ -86,19 +96,35 @@ def stream(threads):
     return run
 
 
-def timed(fn, pairs, repeats):
-    return side_by_side([fn], pairs, repeats)[0][0]
+_EVICT = None
+# Untimed calls before each warm one: one is not always enough on this VM, whose core comes back slow
+# after a pause (a 20 ms sleep costs the next calls 40-70%, a 20 ms busy loop nothing).
+WARM_UPS = 3
 
 
-def side_by_side(fns, pairs, repeats):
-    """Time ``fns`` interleaved, one round of each after the other, ``repeats`` rounds (after a warm-up):
-    returns (median seconds of each, median over rounds of each one's time / the first one's time).
-    Interleaving keeps a load that drifts during the run (a shared machine) out of the ratios."""
+def evict(_pairs=None):
+    """Write 64 MiB: more than this machine's caches, so the next call's inputs come from memory."""
+    global _EVICT
+    if _EVICT is None:
+        _EVICT = np.zeros(64 << 20, np.uint8)
+    _EVICT += 1
+
+
+def side_by_side(fns, pairs, repeats, state="warm"):
+    """Time ``fns`` interleaved, one round of each after the other, ``repeats`` rounds (after a warm-up),
+    each timed call in the cache state ``state`` ("warm": the same call just ran untimed; "cold": 64 MiB
+    written just before): returns (median seconds of each, median over rounds of each one's time / the
+    first one's time)."""
     for fn in fns:
         fn(pairs)
     times = [[] for _ in fns]
     for _ in range(repeats):
         for j, fn in enumerate(fns):
+            if state == "cold":
+                evict()
+            else:
+                for _ in range(WARM_UPS):
+                    fn(pairs)
             s = time.perf_counter()
             fn(pairs)
             times[j].append(time.perf_counter() - s)
@@ -152,22 +178,27 @@ def main(argv=None) -> int:
               f"{statistics.mean(nl.pair_changes_per_row(x, y) for x, y in pairs):5.1f}")
 
     if "per-image" not in a.skip:
-        rows = []
-        for name, pairs in sets.items():
-            ref = numpy_bincount(pairs)
-            assert np.array_equal(ours(1)(pairs), ref)
-            n = pixels(pairs)
-            (t_ours, t_np, t_tm), (_, r_np, r_tm) = side_by_side([ours(1), numpy_bincount, torchmetrics_confmat],
-                                                                  pairs, a.repeats)
-            p64 = [(t.astype(np.int64), p.astype(np.int64)) for t, p in pairs]
-            assert np.array_equal(ours(1)(p64), ref)
-            (t_o64, t_n64), (_, r_64) = side_by_side([ours(1), numpy_bincount], p64, a.repeats)
-            rows.append([name, f"{n / t_ours / 1e6:,.0f}", f"{n / t_np / 1e6:,.0f}", f"{n / t_tm / 1e6:,.0f}",
-                         f"{r_np:.1f}", f"{r_tm:.0f}", f"{n / t_o64 / 1e6:,.0f}",
-                         f"{n / t_n64 / 1e6:,.0f}", f"{r_64:.1f}"])
-        table(f"Per image, 1 thread (load {os.getloadavg()[0]:.2f})",
-              ["data", "ours uint8 Mpix/s", "numpy", "torchmetrics", "x numpy", "x torchmetrics",
-               "ours int64", "numpy int64", "int64 x numpy"], rows)
+        for state in ("warm", "cold"):
+            rows = []
+            for name, pairs in sets.items():
+                ref = numpy_bincount(pairs)
+                assert np.array_equal(ours(1)(pairs), ref)
+                n = pixels(pairs)
+                fns = [ours(1), numpy_bincount, torchmetrics_confmat] + ([stream(1)] if state == "cold" else [])
+                times, ratios = side_by_side(fns, pairs, a.repeats, state)
+                p64 = [(t.astype(np.int64), p.astype(np.int64)) for t, p in pairs]
+                assert np.array_equal(ours(1)(p64), ref)
+                (t_o64, t_n64), (_, r_64) = side_by_side([ours(1), numpy_bincount], p64, a.repeats, state)
+                row = [name, f"{n / times[0] / 1e6:,.0f}", f"{n / times[1] / 1e6:,.0f}",
+                       f"{n / times[2] / 1e6:,.0f}", f"{ratios[1]:.1f}", f"{ratios[2]:.0f}"]
+                if state == "cold":
+                    row += [f"{n / times[3] / 1e6:,.0f}", f"{100 * ratios[3]:.0f}%"]
+                rows.append(row + [f"{n / t_o64 / 1e6:,.0f}", f"{n / t_n64 / 1e6:,.0f}", f"{r_64:.1f}"])
+            header = ["data", "ours uint8 Mpix/s", "numpy", "torchmetrics", "x numpy", "x torchmetrics"]
+            if state == "cold":
+                header += ["streaming read", "ours of streaming read"]
+            table(f"Per image, 1 thread, {state} (load {os.getloadavg()[0]:.2f})",
+                  header + ["ours int64", "numpy int64", "int64 x numpy"], rows)
 
     if "batch" not in a.skip:
         real = sets["real annotations (3 maps)"]
