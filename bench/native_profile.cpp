@@ -7,7 +7,7 @@
 //   valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out /tmp/native_profile T.bin P.bin maps h w reps
 // Optional: [isa] (-1 best, 0 portable, 1 AVX2, 2 AVX-512BW) and [evict_mib]: write that many MiB
 // between calls, untimed, so that every call starts with cold caches; [wide] 1: count the labels widened
-// to uint64 (PyTorch's int64).
+// to uint64 (PyTorch's int64); [rewarm] after the eviction read back 1: the labels, 2: the tables.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> junk(static_cast<size_t>(evict_mib) << 20, 1);
     // wide = 1: the labels widened to uint64 (PyTorch's int64) before counting.
     const bool wide = argc > 9 && std::atoi(argv[9]) == 1;
+    // rewarm (with evict_mib): after the eviction, read back 1: the next map's labels, 2: the working
+    // table, its touched map and the result matrix, untimed, to see which cold part costs the time.
+    const int rewarm = argc > 10 ? std::atoi(argv[10]) : 0;
+    volatile uint64_t sink = 0;
     double evict_seconds = 0;
     const int64_t per = h * w, n = maps * per, k = 150, bins = am::table_bins(k);
     std::vector<uint8_t> t(n), p(n);
@@ -73,6 +77,17 @@ int main(int argc, char** argv) {
             if (evict_mib > 0) {
                 const auto e0 = std::chrono::steady_clock::now();
                 for (size_t j = 0; j < junk.size(); j += 64) junk[j] += 1;
+                const int64_t next = (m + 1) % maps;
+                uint64_t acc = 0;
+                if (rewarm == 1) {
+                    for (int64_t j = 0; j < per; j += 64) acc += t[next * per + j] + p[next * per + j];
+                    for (int64_t j = 0; j < per * 8 && wide; j += 64) acc += t64[next * per + j / 8] + p64[next * per + j / 8];
+                } else if (rewarm == 2) {
+                    for (size_t j = 0; j < table.size(); j += 8) acc += static_cast<uint64_t>(table[j]);
+                    for (size_t j = 0; j < out.size(); j += 8) acc += static_cast<uint64_t>(out[j]);
+                    for (uint64_t w : touched) acc += w;
+                }
+                sink = sink + acc;
                 evict_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
             }
         }

@@ -184,8 +184,15 @@ AM_AVX2 inline void simple_bins64(const uint64_t* t, const uint64_t* p, const Si
 
 struct Avx2Mask {
     static constexpr bool kVectorBins = true;
-    // BMI's tzcnt is defined for 0 (64), which saves setting a guard bit.
-    AM_AVX2 static inline uint32_t lowest_bit_or_junk(uint64_t m) { return static_cast<uint32_t>(_tzcnt_u64(m)); }
+    // BMI's tzcnt is defined for 0 (64), which saves setting a guard bit (x86-64 only: 32-bit x86 has no
+    // 64-bit tzcnt).
+    AM_AVX2 static inline uint32_t lowest_bit_or_junk(uint64_t m) {
+#if defined(__x86_64__)
+        return static_cast<uint32_t>(_tzcnt_u64(m));
+#else
+        return PortableMask::lowest_bit_or_junk(m);
+#endif
+    }
     AM_AVX2 static inline void simple_bins64(const uint8_t* t, const uint8_t* p, const SimpleCoding& c,
                                              uint32_t* bins) {
         avx2_detail::simple_bins64(t, p, c, bins);
@@ -304,7 +311,7 @@ inline bool cpu_has_avx512bw() {
     static const bool has = [] {
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi");
     }();
     return has;
 }
@@ -312,7 +319,8 @@ inline bool cpu_has_avx512bw() {
 inline bool cpu_has_avx2() {
     static const bool has = [] {
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+        // The paths are compiled with BMI1 too (blsr, tzcnt): a VM may show AVX2 without it.
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi");
     }();
     return has;
 }

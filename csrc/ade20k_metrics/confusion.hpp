@@ -653,7 +653,7 @@ RangeFn<T, P, Sink> pick_range_fn(int isa) {
 // Per-thread counter memory for private tables.  Kept per OS thread between
 // calls (OpenMP reuses its worker threads), all zeros whenever no call is
 // running, so a call costs no allocation and no page faults; never larger
-// than kPrivateTablesUpTo bins (9 MiB).  Never throws: reports failure by
+// than kPrivateTablesUpTo bins (9 MiB, and a byte of marks a 64-bin block).  Never throws: reports failure by
 // returning false.
 struct ThreadCounters {
     std::unique_ptr<int64_t[]> runs;
@@ -984,11 +984,11 @@ inline bool add_class_counts_checked(const int64_t* table, const uint64_t* touch
     return false;
 }
 
-// invalid_counts_touched and add_class_counts_checked in one walk over the
-// touched blocks: counts the invalid pixels and, when there are none, adds the
-// class counts to `out` (K x K) unless some entry would overflow int64.
-// Returns false on overflow; `out` is unchanged unless it returns true with
-// no invalid pixels (a rare invalid label or overflow undoes the adds).
+// invalid_counts_touched and add_class_counts_checked over the touched blocks,
+// cut into segments of one table row: counts the invalid pixels and, when there
+// are none, adds the class counts to `out` (K x K) unless some entry would
+// overflow int64 (then `out` is left as it was and the result is false).  With
+// invalid pixels `out` is not written at all (they are reported first).
 inline bool settle_touched(const int64_t* table, const uint64_t* touched, int64_t k, int64_t* out,
                            int64_t& invalid_target, int64_t& invalid_pred) {
     const int64_t cols = table_cols(k), bins = table_bins(k);
@@ -1011,8 +1011,10 @@ inline bool settle_touched(const int64_t* table, const uint64_t* touched, int64_
             }
         });
     };
+    walk(true, [](int64_t, int64_t, int64_t) {});
+    if (invalid_target != 0 || invalid_pred != 0) return true;
     uint64_t overflowed = 0;  // wrapping arithmetic on uint64 (defined), overflow read from the signs
-    walk(true, [&](int64_t b, int64_t o, int64_t len) {
+    walk(false, [&](int64_t b, int64_t o, int64_t len) {
         auto* dst = reinterpret_cast<uint64_t*>(out + o);
         const auto* src = reinterpret_cast<const uint64_t*>(table + b);
         for (int64_t j = 0; j < len; ++j) {
@@ -1021,14 +1023,13 @@ inline bool settle_touched(const int64_t* table, const uint64_t* touched, int64_
             dst[j] = sum;
         }
     });
-    const bool fits = (overflowed >> 63) == 0;
-    if (fits && invalid_target == 0 && invalid_pred == 0) return true;
-    walk(false, [&](int64_t b, int64_t o, int64_t len) {
+    if ((overflowed >> 63) == 0) return true;
+    walk(false, [&](int64_t b, int64_t o, int64_t len) {  // the rare overflow is undone
         auto* dst = reinterpret_cast<uint64_t*>(out + o);
         const auto* src = reinterpret_cast<const uint64_t*>(table + b);
         for (int64_t j = 0; j < len; ++j) dst[j] -= src[j];
     });
-    return fits;
+    return false;
 }
 
 // Pixels counted in `table` with an invalid target (row K+1) or, among
