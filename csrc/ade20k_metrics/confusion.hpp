@@ -946,75 +946,35 @@ inline bool settle_sorted(const uint64_t* pairs, int64_t n, int64_t k, int64_t m
     return fits || invalid_target != 0 || invalid_pred != 0;  // invalid labels are reported first
 }
 
+// fn(table offset, row, column, length) for each piece of a touched block
+// that lies in one row of the (K+2) x (K+1) table (a block may span rows).
+template <class Fn>
+inline void for_each_touched_segment(const uint64_t* touched, int64_t k, Fn&& fn) {
+    const int64_t cols = table_cols(k), bins = table_bins(k);
+    for_each_touched_block(touched, bins, 0, touched_words(bins), [&](int64_t b0, int64_t b1) {
+        int64_t row = b0 / cols, col = b0 % cols;
+        for (int64_t b = b0; b < b1; ++row, col = 0) {
+            const int64_t len = std::min(b1 - b, cols - col);
+            fn(b, row, col, len);
+            b += len;
+        }
+    });
+}
+
 // out (K x K) += the class part of the working table, over the touched
 // blocks only, unless some entry would overflow int64: then out is left as
 // it was and the result is false.  One pass; the rare overflow is undone.
 inline bool add_class_counts_checked(const int64_t* table, const uint64_t* touched, int64_t k, int64_t* out) {
-    const int64_t cols = table_cols(k), bins = table_bins(k);
-    // fn(table offset, out offset, length) for each run of class bins (row and
-    // column < K) inside the marked blocks: a block may span rows.
-    auto for_each_segment = [&](auto&& fn) {
-        for_each_touched_block(touched, bins, 0, touched_words(bins), [&](int64_t b0, int64_t b1) {
-            int64_t row = b0 / cols, col = b0 % cols;
-            for (int64_t b = b0; b < b1 && row < k; ++row, col = 0) {
-                const int64_t len = std::min(b1 - b, cols - col);
-                const int64_t cls = std::min(len, k - col);  // columns < K of this segment
-                if (cls > 0) fn(b, row * k + col, cls);
-                b += len;
-            }
+    // fn(table offset, out offset, length) for each run of class bins (row and column < K).
+    auto for_each_class_run = [&](auto&& fn) {
+        for_each_touched_segment(touched, k, [&](int64_t b, int64_t row, int64_t col, int64_t len) {
+            const int64_t cls = std::min(len, k - col);  // columns < K of this segment
+            if (row < k && cls > 0) fn(b, row * k + col, cls);
         });
     };
     // Wrapping arithmetic on uint64 (defined), overflow read from the signs.
     uint64_t overflowed = 0;
-    for_each_segment([&](int64_t b, int64_t o, int64_t len) {
-        auto* dst = reinterpret_cast<uint64_t*>(out + o);
-        const auto* src = reinterpret_cast<const uint64_t*>(table + b);
-        for (int64_t j = 0; j < len; ++j) {
-            const uint64_t x = dst[j], y = src[j], s = x + y;
-            overflowed |= (x ^ s) & (y ^ s);  // sign bit: both operands' signs differ from the sum's
-            dst[j] = s;
-        }
-    });
-    if ((overflowed >> 63) == 0) return true;
-    for_each_segment([&](int64_t b, int64_t o, int64_t len) {
-        auto* dst = reinterpret_cast<uint64_t*>(out + o);
-        const auto* src = reinterpret_cast<const uint64_t*>(table + b);
-        for (int64_t j = 0; j < len; ++j) dst[j] -= src[j];
-    });
-    return false;
-}
-
-// invalid_counts_touched and add_class_counts_checked over the touched blocks,
-// cut into segments of one table row: counts the invalid pixels and, when there
-// are none, adds the class counts to `out` (K x K) unless some entry would
-// overflow int64 (then `out` is left as it was and the result is false).  With
-// invalid pixels `out` is not written at all (they are reported first).
-inline bool settle_touched(const int64_t* table, const uint64_t* touched, int64_t k, int64_t* out,
-                           int64_t& invalid_target, int64_t& invalid_pred) {
-    const int64_t cols = table_cols(k), bins = table_bins(k);
-    invalid_target = 0;
-    invalid_pred = 0;
-    // fn(table offset, out offset, length) for each run of class bins; invalid counts on the way.
-    auto walk = [&](bool count_invalid, auto&& fn) {
-        for_each_touched_block(touched, bins, 0, touched_words(bins), [&](int64_t b0, int64_t b1) {
-            int64_t row = b0 / cols, col = b0 % cols;
-            for (int64_t b = b0; b < b1; ++row, col = 0) {
-                const int64_t len = std::min(b1 - b, cols - col);
-                if (row < k) {
-                    const int64_t cls = std::min(len, k - col);  // columns < K of this segment
-                    if (cls > 0) fn(b, row * k + col, cls);
-                    if (count_invalid && col + len > k) invalid_pred += table[b + (k - col)];
-                } else if (row == k + 1 && count_invalid) {
-                    for (int64_t j = 0; j < len; ++j) invalid_target += table[b + j];
-                }
-                b += len;
-            }
-        });
-    };
-    walk(true, [](int64_t, int64_t, int64_t) {});
-    if (invalid_target != 0 || invalid_pred != 0) return true;
-    uint64_t overflowed = 0;  // wrapping arithmetic on uint64 (defined), overflow read from the signs
-    walk(false, [&](int64_t b, int64_t o, int64_t len) {
+    for_each_class_run([&](int64_t b, int64_t o, int64_t len) {
         auto* dst = reinterpret_cast<uint64_t*>(out + o);
         const auto* src = reinterpret_cast<const uint64_t*>(table + b);
         for (int64_t j = 0; j < len; ++j) {
@@ -1024,7 +984,7 @@ inline bool settle_touched(const int64_t* table, const uint64_t* touched, int64_
         }
     });
     if ((overflowed >> 63) == 0) return true;
-    walk(false, [&](int64_t b, int64_t o, int64_t len) {  // the rare overflow is undone
+    for_each_class_run([&](int64_t b, int64_t o, int64_t len) {
         auto* dst = reinterpret_cast<uint64_t*>(out + o);
         const auto* src = reinterpret_cast<const uint64_t*>(table + b);
         for (int64_t j = 0; j < len; ++j) dst[j] -= src[j];
@@ -1046,20 +1006,26 @@ inline void invalid_counts(const int64_t* table, int64_t k, int64_t& invalid_tar
 // zero): reads no page of a large table that the call did not write.
 inline void invalid_counts_touched(const int64_t* table, const uint64_t* touched, int64_t k, int64_t& invalid_target,
                                    int64_t& invalid_pred) {
-    const int64_t cols = table_cols(k), bins = table_bins(k);
     invalid_target = 0;
     invalid_pred = 0;
-    for_each_touched_block(touched, bins, 0, touched_words(bins), [&](int64_t b0, int64_t b1) {
-        int64_t row = b0 / cols, col = b0 % cols;
-        for (int64_t b = b0; b < b1; ++b) {
-            if (row == k + 1) invalid_target += table[b];
-            else if (row < k && col == k) invalid_pred += table[b];
-            if (++col == cols) {
-                col = 0;
-                ++row;
-            }
+    for_each_touched_segment(touched, k, [&](int64_t b, int64_t row, int64_t col, int64_t len) {
+        if (row < k && col + len > k) {
+            invalid_pred += table[b + (k - col)];  // column K
+        } else if (row == k + 1) {
+            for (int64_t j = 0; j < len; ++j) invalid_target += table[b + j];
         }
     });
+}
+
+// The invalid counts of the touched blocks and, when there are none,
+// add_class_counts_checked (its result; out unchanged when false).  With
+// invalid pixels `out` is not written and the result is true: they are
+// reported first.
+inline bool settle_touched(const int64_t* table, const uint64_t* touched, int64_t k, int64_t* out,
+                           int64_t& invalid_target, int64_t& invalid_pred) {
+    invalid_counts_touched(table, touched, k, invalid_target, invalid_pred);
+    if (invalid_target != 0 || invalid_pred != 0) return true;
+    return add_class_counts_checked(table, touched, k, out);
 }
 
 inline void add_class_counts(const int64_t* table, int64_t k, int64_t* out) {
