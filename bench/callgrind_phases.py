@@ -9,6 +9,10 @@ the reps=0 profile (reading the files, start-up) is subtracted.  Phases: the cha
 and the SIMD intrinsics headers), extraction of change positions (the block loop of count_contiguous),
 run counting (add_runs, ThreadTables::add_run, mark_touched, the label coders), scatter (noisy blocks),
 merge (count_pairs' set-up and flush, add_class_counts_checked, clear_touched), other.
+
+The line ranges in phase() are those of confusion.hpp at 8e8b754, the kernel of RESULTS' "before the
+change" figures; the file has changed since (session 5), so for a later kernel set them anew (or use
+`callgrind_annotate --auto=yes`, as bench/RESULTS.md's newer figures do per source line).
 """
 import collections
 import sys
