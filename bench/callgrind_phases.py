@@ -12,7 +12,7 @@ merge (count_pairs' set-up and flush, add_class_counts_checked, clear_touched), 
 
 The line ranges in phase() are those of confusion.hpp at 8e8b754, the kernel of RESULTS' "before the
 change" figures; the file has changed since (session 5), so for a later kernel set them anew (or use
-`callgrind_annotate --auto=yes`, as bench/RESULTS.md's newer figures do per source line).
+`callgrind_annotate --auto=yes` per source line; the newer figures in bench/RESULTS.md are totals).
 """
 import collections
 import sys
