@@ -57,11 +57,11 @@ int main(int argc, char** argv) {
     am::KernelOptions opt;
     opt.isa = isa;
     opt.n_threads = 1;
-    const auto start = std::chrono::steady_clock::now();
     const std::vector<uint64_t> t64(wide ? t.begin() : t.end(), t.end()), p64(wide ? p.begin() : p.end(), p.end());
     am::Geometry one64;
     int64_t stride64[2] = {w * 8, 8};
     am::simplify_geometry(2, shape, stride64, stride64, one64);
+    const auto start = std::chrono::steady_clock::now();
     for (int r = 0; r < reps; ++r)
         for (int64_t m = 0; m < maps; ++m) {
             if (wide) {
@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
                 } else if (rewarm == 2) {
                     for (size_t j = 0; j < table.size(); j += 8) acc += static_cast<uint64_t>(table[j]);
                     for (size_t j = 0; j < out.size(); j += 8) acc += static_cast<uint64_t>(out[j]);
-                    for (uint64_t w : touched) acc += w;
+                    for (uint64_t word : touched) acc += word;
                 }
                 sink = sink + acc;
                 evict_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();

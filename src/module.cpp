@@ -206,10 +206,8 @@ py::tuple accumulate(const py::array& target, const py::array& pred, py::array o
     }
     // Bins outside the touched blocks are zero: only those are read.  With the
     // GIL held again, so concurrent updates of one matrix do not interleave.
-    if (!am::settle_touched(table, touched_map, num_classes, out_data, invalid_target, invalid_pred) &&
-        invalid_target == 0 && invalid_pred == 0) {
-        raise_overflow();
-    }
+    // False only on overflow: invalid labels are reported (returned) first.
+    if (!am::settle_touched(table, touched_map, num_classes, out_data, invalid_target, invalid_pred)) raise_overflow();
     return py::make_tuple(invalid_target, invalid_pred, threads_used);
 }
 

@@ -147,22 +147,20 @@ struct ThreadTables {
 
     static int64_t marks_bytes(int64_t bins) { return ((((bins + 63) >> kBlockShift) + 7) / 8) * 8; }
 
-    AM_INLINE void mark(uint32_t bin) { marks[bin >> kBlockShift] = 1; }
-    AM_INLINE void add_run(uint32_t bin, int64_t len) {
-        runs[bin] += len;
-        mark(bin);
-    }
     // add_run through copies of the pointers, for a loop of runs: the mark's
     // byte store may alias the members, which would be reloaded after each.
     struct RunAdder {
         int64_t* runs;
         uint8_t* marks;
+        AM_INLINE void mark(uint32_t bin) const { marks[bin >> kBlockShift] = 1; }
         AM_INLINE void add_run(uint32_t bin, int64_t len) const {
             runs[bin] += len;
-            marks[bin >> kBlockShift] = 1;
+            mark(bin);
         }
     };
     RunAdder run_adder() const { return {runs, marks}; }
+    AM_INLINE void mark(uint32_t bin) { run_adder().mark(bin); }
+    AM_INLINE void add_run(uint32_t bin, int64_t len) { run_adder().add_run(bin, len); }
     AM_INLINE void add_one(uint32_t, uint32_t bin) {
         if (__builtin_expect(++singles[bin] == 0, 0)) carry(bin);
     }
@@ -170,19 +168,12 @@ struct ThreadTables {
     // uint8_t* may alias anything, which would reload them after every store.
     AM_INLINE void add_eight(const uint32_t* bin) {
         uint8_t* const s = singles;
-        int64_t* const r = runs;
-        uint8_t* const mk = marks;
+        const RunAdder r = run_adder();
         for (int u = 0; u < 8; ++u) {
-            if (__builtin_expect(++s[bin[u]] == 0, 0)) {
-                r[bin[u]] += 256;
-                mk[bin[u] >> kBlockShift] = 1;
-            }
+            if (__builtin_expect(++s[bin[u]] == 0, 0)) r.add_run(bin[u], 256);
         }
     }
-    void carry(uint32_t bin) {
-        runs[bin] += 256;
-        mark(bin);
-    }
+    void carry(uint32_t bin) { add_run(bin, 256); }
     AM_INLINE void note_singles() { used_singles = true; }
 
     void flush() {
@@ -194,7 +185,7 @@ struct ThreadTables {
             std::memcpy(&word, marks + b, sizeof(word));
             if (word == 0) continue;
             for (int64_t u = b; u < b + 8; ++u) {
-                if (marks[u] != 0) touched[u >> 6] |= uint64_t(1) << (u & 63);
+                if (marks[u] != 0) mark_touched(touched, static_cast<uint32_t>(u << kBlockShift));
             }
             std::memset(marks + b, 0, 8);
         }
